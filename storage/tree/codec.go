@@ -191,13 +191,20 @@ func (d *decoder) byte() (byte, error) {
 
 // uvarint reads a minimally encoded unsigned varint.
 func (d *decoder) uvarint() (uint64, error) {
-	var v uint64
-	for i := 0; ; i++ {
-		if d.off >= len(d.s) {
-			return 0, errTruncated
+	if d.off < len(d.s) {
+		if c := d.s[d.off]; c < 0x80 { // most values are one byte
+			d.off++
+			return uint64(c), nil
 		}
-		c := d.s[d.off]
-		d.off++
+	}
+	return d.uvarintLong()
+}
+
+func (d *decoder) uvarintLong() (uint64, error) {
+	s := d.s[d.off:]
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
 		if i == 9 && c > 1 {
 			return 0, errors.New("varint overflows 64 bits")
 		}
@@ -206,9 +213,11 @@ func (d *decoder) uvarint() (uint64, error) {
 			if c == 0 && i > 0 {
 				return 0, errors.New("varint not minimally encoded")
 			}
+			d.off += i + 1
 			return v, nil
 		}
 	}
+	return 0, errTruncated
 }
 
 // count reads a uvarint that counts items of at least minLen bytes each and
