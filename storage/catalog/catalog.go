@@ -28,6 +28,7 @@ var (
 	bIndexes   = []byte("indexes")
 	bSnapshots = []byte("snapshots")
 	bMarks     = []byte("marks")
+	bPackBlobs = []byte("packblobs")
 
 	kVersion = []byte("version")
 	kRepoID  = []byte("repo-id")
@@ -50,7 +51,7 @@ func Open(path string) (*Catalog, error) {
 	}
 	c := &Catalog{db: db, path: path}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bMeta, bBlobs, bPacks, bIndexes, bSnapshots} {
+		for _, b := range [][]byte{bMeta, bBlobs, bPacks, bIndexes, bSnapshots, bPackBlobs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -87,7 +88,7 @@ func (c *Catalog) Close() error { return c.db.Close() }
 func (c *Catalog) DB() *bolt.DB { return c.db }
 
 func resetTx(tx *bolt.Tx) error {
-	for _, b := range [][]byte{bMeta, bBlobs, bPacks, bIndexes, bSnapshots, bMarks} {
+	for _, b := range [][]byte{bMeta, bBlobs, bPacks, bIndexes, bSnapshots, bMarks, bPackBlobs} {
 		if tx.Bucket(b) != nil {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
@@ -244,10 +245,13 @@ func (c *Catalog) AddIndex(indexID objstore.ID, packs []IndexedPack) error {
 			return nil
 		}
 		list := make([]byte, 0, 32*len(packs))
-		pb, bb := tx.Bucket(bPacks), tx.Bucket(bBlobs)
+		pb, bb, pbb := tx.Bucket(bPacks), tx.Bucket(bBlobs), tx.Bucket(bPackBlobs)
 		for _, p := range packs {
 			list = append(list, p.ID[:]...)
 			var raw uint64
+			if err := pbb.Put(p.ID[:], encodePackBlobs(p.Blobs)); err != nil {
+				return err
+			}
 			for _, e := range p.Blobs {
 				raw += uint64(e.RawLength)
 				if err := bb.Put(blobKey(e.Type, e.ID), encodeLoc(BlobLoc{Pack: p.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})); err != nil {
@@ -378,7 +382,7 @@ func (c *Catalog) Counts() (blobs, packs, indexes int, err error) {
 // the index can be reloaded from the objects.
 func (c *Catalog) ClearIndex() error {
 	return c.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bBlobs, bPacks, bIndexes} {
+		for _, b := range [][]byte{bBlobs, bPacks, bIndexes, bPackBlobs} {
 			if err := tx.DeleteBucket(b); err != nil {
 				return err
 			}
@@ -409,4 +413,48 @@ func (c *Catalog) ForEachSnapshot(fn func(objstore.ID, []byte) error) error {
 			return fn(id, v)
 		})
 	})
+}
+
+func encodePackBlobs(bs []IndexedBlob) []byte {
+	v := make([]byte, 0, len(bs)*45)
+	for _, e := range bs {
+		v = append(v, byte(e.Type))
+		v = append(v, e.ID[:]...)
+		v = binary.LittleEndian.AppendUint32(v, e.Offset)
+		v = binary.LittleEndian.AppendUint32(v, e.Length)
+		v = binary.LittleEndian.AppendUint32(v, e.RawLength)
+	}
+	return v
+}
+
+func decodePackBlobs(v []byte) ([]IndexedBlob, error) {
+	if len(v)%45 != 0 {
+		return nil, fmt.Errorf("catalog: pack blob list of %d bytes", len(v))
+	}
+	out := make([]IndexedBlob, 0, len(v)/45)
+	for ; len(v) > 0; v = v[45:] {
+		var e IndexedBlob
+		e.Type = blob.Type(v[0])
+		copy(e.ID[:], v[1:33])
+		e.Offset = binary.LittleEndian.Uint32(v[33:])
+		e.Length = binary.LittleEndian.Uint32(v[37:])
+		e.RawLength = binary.LittleEndian.Uint32(v[41:])
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// PackBlobs returns the blobs an index lists for a pack.
+func (c *Catalog) PackBlobs(id objstore.ID) ([]IndexedBlob, error) {
+	var out []IndexedBlob
+	err := c.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bPackBlobs).Get(id[:])
+		if v == nil {
+			return fmt.Errorf("catalog: pack %s not indexed", id.Short())
+		}
+		var err error
+		out, err = decodePackBlobs(v)
+		return err
+	})
+	return out, err
 }

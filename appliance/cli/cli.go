@@ -1,0 +1,285 @@
+// Package cli implements the arkbox command line: one function per
+// subcommand, each parsing its flags, opening the repository and printing
+// results (tables for people, --json for scripts) with progress on stderr.
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/arkbox/arkbox/storage/crypto"
+	"github.com/arkbox/arkbox/storage/home"
+	"github.com/arkbox/arkbox/storage/repo"
+	"golang.org/x/term"
+)
+
+// Version is the program version recorded in snapshots.
+const Version = "arkbox 0.1"
+
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	log            *slog.Logger
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"init", "create a repository", cmdInit},
+		{"backup", "back up files and directories", cmdBackup},
+		{"snapshots", "list snapshots", cmdSnapshots},
+		{"ls", "list the files of a snapshot", cmdLs},
+		{"diff", "show what changed between two snapshots", cmdDiff},
+		{"restore", "restore a snapshot or part of it", cmdRestore},
+		{"forget", "remove snapshots by retention policy", cmdForget},
+		{"prune", "remove data no snapshot needs", cmdPrune},
+		{"check", "verify the repository's structure (and data)", cmdCheck},
+		{"scrub", "verify and repair every shard on the disks", cmdScrub},
+		{"stats", "show sizes, deduplication and compression", cmdStats},
+		{"key", "manage passphrases: add, list, remove, passwd", cmdKey},
+		{"repair", "rebuild caches: repair catalog", cmdRepair},
+		{"archive", "mark a snapshot as never to be removed", cmdArchive},
+		{"unarchive", "clear a snapshot's archive mark", cmdUnarchive},
+	}
+}
+
+// Main runs the CLI and returns the process exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr,
+		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	if args[0] == "version" || args[0] == "--version" {
+		fmt.Fprintln(stdout, Version)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	for _, c := range commands() {
+		if c.name == args[0] {
+			err := c.run(ctx, e, args[1:])
+			if err == nil {
+				return 0
+			}
+			if errors.Is(err, flag.ErrHelp) {
+				return 2
+			}
+			var ue usageError
+			if errors.As(err, &ue) {
+				fmt.Fprintf(stderr, "arkbox %s: %v\n", c.name, err)
+				return 2
+			}
+			fmt.Fprintf(stderr, "arkbox %s: %s\n", c.name, explain(err))
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "arkbox: unknown command %q (see `arkbox help`)\n", args[0])
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: arkbox COMMAND [flags] [args]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nThe passphrase comes from ARKBOX_PASSWORD, --password-file, or a prompt.")
+	fmt.Fprintln(w, "Run `arkbox COMMAND -h` for a command's flags.")
+}
+
+// explain turns an error into a one-line message that says what to do.
+func explain(err error) string {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, crypto.ErrWrongPassphrase):
+		return msg + " — check the passphrase (ARKBOX_PASSWORD or --password-file)"
+	case errors.Is(err, home.ErrNoHome):
+		return msg
+	case errors.Is(err, syscall.ENOSPC):
+		return msg + " — a disk is full: free space (forget + prune) or add a disk; nothing incomplete was kept"
+	case errors.Is(err, context.Canceled):
+		return "interrupted; nothing incomplete was kept"
+	}
+	return msg
+}
+
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// flagSet makes a FlagSet with the flags every repository command takes.
+type common struct {
+	repo     string
+	pwFile   string
+	json     bool
+	verbose  bool
+	readOnly bool
+}
+
+func newFlags(name string, e *env, c *common, withJSON bool) *flag.FlagSet {
+	fs := flag.NewFlagSet("arkbox "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&c.repo, "repo", os.Getenv("ARKBOX_REPO"), "repository home folder (or ARKBOX_REPO)")
+	fs.StringVar(&c.pwFile, "password-file", "", "read the passphrase from this file")
+	fs.BoolVar(&c.verbose, "v", false, "verbose")
+	if withJSON {
+		fs.BoolVar(&c.json, "json", false, "print JSON")
+	}
+	return fs
+}
+
+// parse parses flags anywhere among the positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if rest[0] == "--" {
+			return append(pos, rest[1:]...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func (c *common) passphrase(e *env, confirm bool) ([]byte, error) {
+	if v, ok := os.LookupEnv("ARKBOX_PASSWORD"); ok && c.pwFile == "" {
+		return []byte(v), nil
+	}
+	if c.pwFile != "" {
+		b, err := os.ReadFile(c.pwFile)
+		if err != nil {
+			return nil, fmt.Errorf("read password file: %w", err)
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	return prompt(e, "passphrase: ", confirm)
+}
+
+func prompt(e *env, label string, confirm bool) ([]byte, error) {
+	tty, err := os.OpenFile("/dev/tty", os.O_RDWR, 0)
+	if err != nil {
+		return nil, errors.New("no passphrase: set ARKBOX_PASSWORD or give --password-file (no terminal to ask on)")
+	}
+	defer tty.Close()
+	fmt.Fprint(tty, label)
+	pw, err := term.ReadPassword(int(tty.Fd()))
+	fmt.Fprintln(tty)
+	if err != nil {
+		return nil, fmt.Errorf("read passphrase: %w", err)
+	}
+	if confirm {
+		fmt.Fprint(tty, "again: ")
+		again, err := term.ReadPassword(int(tty.Fd()))
+		fmt.Fprintln(tty)
+		if err != nil {
+			return nil, fmt.Errorf("read passphrase: %w", err)
+		}
+		if string(again) != string(pw) {
+			return nil, errors.New("the passphrases differ")
+		}
+	}
+	return pw, nil
+}
+
+// open opens the home folder and the repository in it.
+func (c *common) open(ctx context.Context, e *env) (*home.Home, *repo.Repository, error) {
+	if c.repo == "" {
+		return nil, nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
+	}
+	h, err := home.Open(ctx, c.repo, home.Options{Logger: e.log, ReadOnly: c.readOnly})
+	if err != nil {
+		return nil, nil, err
+	}
+	pw, err := c.passphrase(e, false)
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	r, err := repo.Open(ctx, h.Store, h.Catalog, pw, repo.Options{Logger: e.log, KDF: kdfFromEnv()})
+	if err != nil {
+		h.Close()
+		return nil, nil, err
+	}
+	return h, r, nil
+}
+
+// kdfFromEnv lets tests use cheap argon2id parameters
+// (ARKBOX_TEST_KDF=1); never set it for a real repository.
+func kdfFromEnv() crypto.KDFParams {
+	if os.Getenv("ARKBOX_TEST_KDF") == "1" {
+		return crypto.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+	}
+	return crypto.KDFParams{}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func readLine(r io.Reader) string {
+	s, _ := bufio.NewReader(r).ReadString('\n')
+	return strings.TrimSpace(s)
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+func lookupEnv(k string) (string, bool) { return os.LookupEnv(k) }
+
+func readSecretFile(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	return []byte(strings.TrimRight(string(b), "\r\n")), nil
+}

@@ -1,0 +1,582 @@
+// Package archiver backs up local directory trees into a repository: it
+// walks the paths, reuses the content of files unchanged since the parent
+// snapshot (same size, mtime, ctime and inode), chunks and stores the rest,
+// writes one tree per directory and finally a snapshot.
+package archiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/arkbox/arkbox/storage/blob"
+	"github.com/arkbox/arkbox/storage/chunker"
+	"github.com/arkbox/arkbox/storage/fsnode"
+	"github.com/arkbox/arkbox/storage/repo"
+	"github.com/arkbox/arkbox/storage/tree"
+)
+
+// Options describes one backup run.
+type Options struct {
+	Paths    []string // files or directories to back up
+	Source   string   // the snapshot's source name ("" = host:paths)
+	Host     string
+	Tags     []string
+	Time     time.Time // snapshot time (zero = now)
+	Excludes []string  // glob patterns, matched against the base name and the full path
+	// Parent is the snapshot to compare against (nil = the latest of Source).
+	Parent *repo.Snapshot
+	// NoParent forces every file to be read.
+	NoParent bool
+	// Fixed chunks every file in fixed 4 MiB blocks (disk images).
+	Fixed bool
+	// Workers reading files in parallel (0 = number of CPUs).
+	Workers int
+	Logger  *slog.Logger
+	// Progress, if set, is updated while the backup runs.
+	Progress *Progress
+	Program  string
+}
+
+// Progress is updated atomically during a backup; read it from another
+// goroutine to report progress.
+type Progress struct {
+	Files     atomic.Uint64 // entries processed
+	Bytes     atomic.Uint64 // file bytes processed (read or found unchanged)
+	ReadBytes atomic.Uint64 // file bytes actually read
+	Errors    atomic.Uint64
+	Current   atomic.Pointer[string]
+}
+
+// Result is a finished backup.
+type Result struct {
+	Snapshot *repo.Snapshot
+	// Errors lists files that could not be read (the backup went on).
+	Errors []error
+}
+
+type archiver struct {
+	repo   *repo.Repository
+	opt    Options
+	log    *slog.Logger
+	names  fsnode.Names
+	jobs   chan *fileJob
+	chunkQ chan chunkJob
+	prog   *Progress
+
+	mu    sync.Mutex
+	errs  []error
+	stats repo.SnapshotStats
+
+	hardlinks sync.Map // [2]uint64{dev, ino} → *fileJob of the first link
+	bufs      sync.Pool
+}
+
+func (a *archiver) getBuf(n int) *[]byte {
+	if b, ok := a.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, max(n, 1<<20))
+	return &b
+}
+
+func (a *archiver) putBuf(b *[]byte) { a.bufs.Put(b) }
+
+type fileJob struct {
+	path string
+	node *tree.Node
+	done chan struct{}
+	err  error
+}
+
+type chunkJob struct {
+	id   blob.ID
+	data []byte
+	buf  *[]byte
+	wg   *sync.WaitGroup
+	errp *error
+	mu   *sync.Mutex
+}
+
+// Run performs a backup and saves its snapshot.
+func Run(ctx context.Context, r *repo.Repository, opt Options) (*Result, error) {
+	if len(opt.Paths) == 0 {
+		return nil, errors.New("archiver: nothing to back up: give at least one path")
+	}
+	start := time.Now()
+	if opt.Time.IsZero() {
+		opt.Time = start
+	}
+	if opt.Host == "" {
+		opt.Host, _ = os.Hostname()
+	}
+	abs := make([]string, len(opt.Paths))
+	for i, p := range opt.Paths {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("archiver: %s: %w", p, err)
+		}
+		abs[i] = a
+	}
+	if opt.Source == "" {
+		opt.Source = opt.Host + ":" + strings.Join(abs, ",")
+	}
+	for _, pat := range opt.Excludes {
+		if _, err := filepath.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("archiver: exclude pattern %q: %w", pat, err)
+		}
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	prog := opt.Progress
+	if prog == nil {
+		prog = &Progress{}
+	}
+	a := &archiver{repo: r, opt: opt, log: log, prog: prog}
+
+	var parent *repo.Snapshot
+	if !opt.NoParent {
+		parent = opt.Parent
+		if parent == nil {
+			snaps, err := r.Snapshots()
+			if err != nil {
+				return nil, err
+			}
+			for i := len(snaps) - 1; i >= 0; i-- {
+				if snaps[i].Source == opt.Source {
+					parent = snaps[i]
+					break
+				}
+			}
+		}
+	}
+	var parentRoot *tree.Tree
+	if parent != nil {
+		t, err := r.LoadTree(ctx, parent.Tree)
+		if err != nil {
+			return nil, fmt.Errorf("archiver: load parent snapshot %s: %w", parent.ID.Short(), err)
+		}
+		parentRoot = t
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.jobs = make(chan *fileJob, 64)
+	a.chunkQ = make(chan chunkJob, opt.Workers)
+	var fileWorkers, chunkWorkers sync.WaitGroup
+	for i := 0; i < opt.Workers; i++ {
+		fileWorkers.Add(1)
+		chunkWorkers.Add(1)
+		go func() { defer fileWorkers.Done(); a.fileWorker(ctx) }()
+		go func() { defer chunkWorkers.Done(); a.chunkWorker(ctx) }()
+	}
+	stopWorkers := func() {
+		close(a.jobs)
+		fileWorkers.Wait()
+		close(a.chunkQ)
+		chunkWorkers.Wait()
+	}
+
+	var (
+		ents    []dirent
+		seen    = map[string]string{}
+		walkErr error
+	)
+	for _, p := range abs {
+		name := filepath.Base(p)
+		if name == "/" || name == "." {
+			name = "root"
+		}
+		if prev, dup := seen[name]; dup {
+			walkErr = fmt.Errorf("archiver: %s and %s would both be stored as %q: back them up separately or from a common parent", prev, p, name)
+			break
+		}
+		seen[name] = p
+		if _, err := os.Lstat(p); err != nil {
+			walkErr = fmt.Errorf("archiver: %w", err)
+			break
+		}
+		ents = append(ents, dirent{path: p, name: name})
+	}
+	var root *tree.Tree
+	if walkErr == nil {
+		sort.Slice(ents, func(i, j int) bool { return ents[i].name < ents[j].name })
+		root, walkErr = a.buildTree(ctx, ents, parentRoot)
+	}
+	stopWorkers()
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	root.Sort()
+	rootID, err := r.SaveTree(ctx, root)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Flush(ctx); err != nil {
+		return nil, err
+	}
+	after := r.Stats()
+	a.stats.NewBlobs = after.Blobs
+	a.stats.NewRawBytes = after.RawBytes
+	a.stats.NewStoredBytes = after.SealedBytes
+	a.stats.Errors = uint64(len(a.errs))
+	a.stats.Duration = time.Since(start)
+	sn := &repo.Snapshot{Time: opt.Time.UTC(), Source: opt.Source, Host: opt.Host, Paths: abs, Tags: opt.Tags,
+		Tree: rootID, Stats: a.stats, Program: opt.Program}
+	if parent != nil {
+		pid := parent.ID
+		sn.Parent = &pid
+	}
+	if _, err := r.SaveSnapshot(ctx, sn); err != nil {
+		return nil, err
+	}
+	return &Result{Snapshot: sn, Errors: a.errs}, nil
+}
+
+func (a *archiver) excluded(path, name string) bool {
+	for _, pat := range a.opt.Excludes {
+		if ok, _ := filepath.Match(pat, name); ok {
+			return true
+		}
+		if ok, _ := filepath.Match(pat, path); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *archiver) softError(err error) {
+	a.log.Warn("backup: skipped", "err", err)
+	a.prog.Errors.Add(1)
+	a.mu.Lock()
+	a.errs = append(a.errs, err)
+	a.mu.Unlock()
+}
+
+// entry builds the node for one path. Directories are processed
+// recursively (their tree is saved before entry returns); files are handed
+// to the workers and their content filled in before the enclosing tree is
+// saved.
+func (a *archiver) entry(ctx context.Context, path, name string, fi fs.FileInfo, parent *tree.Node) (*tree.Node, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	a.prog.Files.Add(1)
+	n, err := fsnode.FromStat(path, name, fi, fsnode.Options{Xattrs: true, Names: &a.names})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || n.Type == 0 {
+			a.softError(err)
+			return nil, nil
+		}
+		a.softError(err)
+		return nil, nil
+	}
+	switch n.Type {
+	case tree.Dir:
+		var ptree *tree.Tree
+		if parent != nil && parent.Type == tree.Dir {
+			ptree, err = a.repo.LoadTree(ctx, parent.Subtree)
+			if err != nil {
+				a.log.Warn("backup: parent tree unreadable; reading everything below", "path", path, "err", err)
+				ptree = nil
+			}
+		}
+		id, err := a.dir(ctx, path, ptree)
+		if err != nil {
+			return nil, err
+		}
+		n.Subtree = id
+		a.mu.Lock()
+		a.stats.Dirs++
+		a.mu.Unlock()
+	case tree.File:
+		a.mu.Lock()
+		a.stats.Files++
+		a.stats.Bytes += n.Size
+		a.mu.Unlock()
+		if parent != nil && unchanged(parent, &n) {
+			ok, err := a.allStored(parent.Content)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				n.Content = parent.Content
+				a.prog.Bytes.Add(n.Size)
+				a.mu.Lock()
+				a.stats.UnchangedFiles++
+				a.mu.Unlock()
+				return &n, nil
+			}
+		}
+		a.mu.Lock()
+		if parent != nil {
+			a.stats.ChangedFiles++
+		} else {
+			a.stats.NewFiles++
+		}
+		a.mu.Unlock()
+	default:
+		a.mu.Lock()
+		a.stats.Others++
+		a.mu.Unlock()
+	}
+	return &n, nil
+}
+
+func unchanged(p, n *tree.Node) bool {
+	return p.Type == tree.File && p.Size == n.Size && p.MTime == n.MTime && p.CTime == n.CTime && p.Inode == n.Inode
+}
+
+func (a *archiver) allStored(cs []tree.Chunk) (bool, error) {
+	for _, c := range cs {
+		ok, err := a.repo.HasBlob(blob.Data, c.ID)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+type dirent struct{ path, name string }
+
+// dir backs up the directory at path and returns its tree id.
+func (a *archiver) dir(ctx context.Context, path string, parent *tree.Tree) (blob.ID, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		a.softError(fmt.Errorf("archiver: open directory %s: %w", path, err))
+		return a.repo.SaveTree(ctx, &tree.Tree{})
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		a.softError(fmt.Errorf("archiver: read directory %s: %w", path, err))
+	}
+	sort.Strings(names)
+	ents := make([]dirent, 0, len(names))
+	for _, name := range names {
+		p := filepath.Join(path, name)
+		if a.excluded(p, name) {
+			continue
+		}
+		ents = append(ents, dirent{path: p, name: name})
+	}
+	t, err := a.buildTree(ctx, ents, parent)
+	if err != nil {
+		return blob.ID{}, err
+	}
+	return a.repo.SaveTree(ctx, t)
+}
+
+// buildTree makes the tree of the given entries (sorted by name), reading
+// the files that changed since parent.
+func (a *archiver) buildTree(ctx context.Context, ents []dirent, parent *tree.Tree) (*tree.Tree, error) {
+	t := &tree.Tree{Nodes: make([]tree.Node, 0, len(ents))}
+	paths := make([]string, 0, len(ents))
+	for _, e := range ents {
+		fi, err := os.Lstat(e.path)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				a.softError(fmt.Errorf("archiver: %s: %w", e.path, err))
+			}
+			continue
+		}
+		var pn *tree.Node
+		if parent != nil {
+			pn, _ = parent.Find(e.name)
+		}
+		n, err := a.entry(ctx, e.path, e.name, fi, pn)
+		if err != nil {
+			return nil, err
+		}
+		if n == nil {
+			continue
+		}
+		t.Nodes = append(t.Nodes, *n)
+		paths = append(paths, e.path)
+	}
+	// Hand the files that need reading to the workers.
+	var jobs []*fileJob
+	for i := range t.Nodes {
+		n := &t.Nodes[i]
+		if n.Type != tree.File || n.Content != nil || n.Size == 0 {
+			continue
+		}
+		j := &fileJob{path: paths[i], node: n, done: make(chan struct{})}
+		jobs = append(jobs, j)
+		select {
+		case a.jobs <- j:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var keep []tree.Node
+	dropped := false
+	for _, j := range jobs {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if j.err != nil {
+			if errors.Is(j.err, context.Canceled) || isFatal(j.err) {
+				return nil, j.err
+			}
+			a.softError(j.err)
+			j.node.Name = "" // drop it
+			dropped = true
+		}
+	}
+	if dropped {
+		for _, n := range t.Nodes {
+			if n.Name != "" {
+				keep = append(keep, n)
+			}
+		}
+		t.Nodes = keep
+	}
+	return t, nil
+}
+
+// fatalError marks repository-side failures that must stop the backup.
+type fatalError struct{ err error }
+
+func (e fatalError) Error() string { return e.err.Error() }
+func (e fatalError) Unwrap() error { return e.err }
+
+func isFatal(err error) bool {
+	var f fatalError
+	return errors.As(err, &f)
+}
+
+func (a *archiver) fileWorker(ctx context.Context) {
+	var ch *chunker.Chunker
+	hasher := a.repo.Key().NewBlobHasher()
+	for j := range a.jobs {
+		if ctx.Err() != nil {
+			j.err = ctx.Err()
+			close(j.done)
+			continue
+		}
+		if j.node.Links > 1 {
+			key := [2]uint64{j.node.Device, j.node.Inode}
+			if first, loaded := a.hardlinks.LoadOrStore(key, j); loaded {
+				fj := first.(*fileJob)
+				<-fj.done
+				if fj.err == nil && fj.node.Size == j.node.Size {
+					j.node.Content = fj.node.Content
+					a.prog.Bytes.Add(j.node.Size)
+					close(j.done)
+					continue
+				}
+			}
+		}
+		if s := j.path; true {
+			a.prog.Current.Store(&s)
+		}
+		j.err = a.readFile(ctx, j, &ch, hasher)
+		close(j.done)
+	}
+}
+
+func (a *archiver) readFile(ctx context.Context, j *fileJob, ch **chunker.Chunker, hasher interface{ Sum([]byte) blob.ID }) error {
+	f, err := os.Open(j.path)
+	if err != nil {
+		return fmt.Errorf("archiver: open %s: %w", j.path, err)
+	}
+	defer f.Close()
+	if *ch == nil {
+		if a.opt.Fixed {
+			*ch = chunker.NewFixed(f, chunker.ImageBlockSize)
+		} else {
+			*ch = chunker.New(f, a.repo.Key().Chunker, a.repo.ChunkerParams())
+		}
+	} else {
+		(*ch).Reset(f)
+	}
+	var (
+		content []tree.Chunk
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		saveErr error
+		size    uint64
+	)
+	for {
+		data, err := (*ch).Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			wg.Wait()
+			return fmt.Errorf("archiver: read %s: %w", j.path, err)
+		}
+		id := hasher.Sum(data)
+		content = append(content, tree.Chunk{ID: id, Size: uint32(len(data))})
+		size += uint64(len(data))
+		a.prog.Bytes.Add(uint64(len(data)))
+		a.prog.ReadBytes.Add(uint64(len(data)))
+		has, err := a.repo.HasBlob(blob.Data, id)
+		if err != nil {
+			wg.Wait()
+			return fatalError{err}
+		}
+		if has {
+			continue
+		}
+		buf := a.getBuf(len(data))
+		copy(*buf, data)
+		wg.Add(1)
+		select {
+		case a.chunkQ <- chunkJob{id: id, data: (*buf)[:len(data)], buf: buf, wg: &wg, errp: &saveErr, mu: &mu}:
+		case <-ctx.Done():
+			wg.Done()
+			wg.Wait()
+			return ctx.Err()
+		}
+	}
+	wg.Wait()
+	if saveErr != nil {
+		return fatalError{saveErr}
+	}
+	// The file may have changed while it was read: record what was read.
+	j.node.Size = size
+	j.node.Content = content
+	return nil
+}
+
+func (a *archiver) chunkWorker(ctx context.Context) {
+	for cj := range a.chunkQ {
+		var err error
+		if err = ctx.Err(); err == nil {
+			_, err = a.repo.SaveBlobID(ctx, blob.Data, cj.id, cj.data)
+		}
+		a.putBuf(cj.buf)
+		if err != nil {
+			cj.mu.Lock()
+			if *cj.errp == nil {
+				*cj.errp = err
+			}
+			cj.mu.Unlock()
+		}
+		cj.wg.Done()
+	}
+}
