@@ -97,12 +97,12 @@ func FromStat(path, name string, fi fs.FileInfo, opt Options) (tree.Node, error)
 		return tree.Node{}, fmt.Errorf("fsnode: %s: no stat data", path)
 	}
 	n := tree.Node{
-		Name:   name,
-		Type:   TypeOf(fi.Mode()),
-		Mode:   uint32(st.Mode) & tree.ModeMask,
-		UID:    st.Uid,
-		GID:    st.Gid,
-		MTime:  st.Mtim.Nano(),
+		Name:  name,
+		Type:  TypeOf(fi.Mode()),
+		Mode:  uint32(st.Mode) & tree.ModeMask,
+		UID:   st.Uid,
+		GID:   st.Gid,
+		MTime: st.Mtim.Nano(),
 		// ATime is not recorded: reading a file changes it, and a
 		// backup must not see every file it read as changed.
 		CTime:  st.Ctim.Nano(),

@@ -588,7 +588,7 @@ func (r *Repository) startUploadLocked(ctx context.Context, p *packBuf) error {
 		r.uploads = make(chan *packBuf)
 		for i := 0; i < r.parallel; i++ {
 			r.upWG.Add(1)
-			go r.uploader(ctx)
+			go r.uploader(ctx, r.uploads)
 		}
 	}
 	// Release the lock while waiting for a free uploader so other
@@ -604,9 +604,9 @@ func (r *Repository) startUploadLocked(ctx context.Context, p *packBuf) error {
 	return r.upErr
 }
 
-func (r *Repository) uploader(ctx context.Context) {
+func (r *Repository) uploader(ctx context.Context, uploads <-chan *packBuf) {
 	defer r.upWG.Done()
-	for p := range r.uploads {
+	for p := range uploads {
 		ip, err := r.writePack(ctx, p)
 		r.mu.Lock()
 		if err != nil {
