@@ -1,0 +1,44 @@
+# arkbox — make run · make test · make bench
+GO      ?= go
+BIN     := bin/arkbox
+GOFLAGS ?=
+
+.PHONY: all build run test test-deps vet fmt-check unit bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./appliance/cmd/arkbox
+
+# Starts arkbox on this machine with a repository under ./var.
+run: build
+	./scripts/run.sh
+
+# Installs what the tests need (idempotent), then vets and runs every test
+# with the race detector.
+test: test-deps fmt-check vet unit
+
+test-deps:
+	./scripts/test-deps.sh
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -timeout 30m ./...
+
+# Short fuzzing of every decoder of an on-disk format (FUZZTIME each).
+FUZZTIME ?= 20s
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
+
+# Side-by-side benchmark against restic and kopia on real data.
+bench: build
+	./bench/run.sh $(BENCHFLAGS)
+
+clean:
+	rm -rf bin
