@@ -62,13 +62,14 @@ func (p Params) Validate() error {
 
 // masks returns the cut masks for p: maskS, harder to match, for chunk
 // lengths in [Min, Avg); maskL, easier, for lengths in [Avg, Max). A cut
-// falls where the gear hash has all mask bits zero. With b = round(log2(Avg −
-// Min)), maskS has the top b+2 bits set and maskL the top b−2 (at least 1).
+// falls where the gear hash has all mask bits zero. With d = Avg − Min,
+// f = ⌊log₂ d⌋ and b = f+1 if d ≥ 1.5·2^f else f, maskS has the top b+2 bits
+// set (at most 63) and maskL the top b−2 (at least 1).
 func (p Params) masks() (maskS, maskL uint64) {
 	d := uint64(p.Avg - p.Min)
-	b := bits.Len64(d) - 1 // floor(log2 d)
-	if b < 63 && d-(1<<b) >= (1<<b)/2 {
-		b++ // round to nearest
+	b := bits.Len64(d) - 1 // ⌊log₂ d⌋
+	if d-(1<<b) >= (1<<b)/2 {
+		b++
 	}
 	bs, bl := min(b+2, 63), max(b-2, 1)
 	return ^uint64(0) << (64 - bs), ^uint64(0) << (64 - bl)

@@ -420,3 +420,60 @@ func BenchmarkSearchSerial(b *testing.B) {
 		searchSerial(g, data, 0, ^uint64(0))
 	}
 }
+
+// TestVector pins the gear table and the boundaries of a small,
+// easily reproduced input, as given in doc/crypto.md.
+func TestVector(t *testing.T) {
+	var secret [32]byte
+	for i := range secret {
+		secret[i] = byte(i)
+	}
+	for _, tc := range []struct {
+		secret [32]byte
+		want   [3]uint64 // g[0], g[1], g[255]
+	}{
+		{[32]byte{}, [3]uint64{0x3a97de2de9e7ed41, 0xe175277416f3e28a, 0x5c8997453693caec}},
+		{secret, [3]uint64{0x942a75fd07ea053a, 0x61088301027922ca, 0x23ccd4cb08e8c1a4}},
+	} {
+		g := Gear(tc.secret)
+		if got := [3]uint64{g[0], g[1], g[255]}; got != tc.want {
+			t.Errorf("Gear(%x…): %#x, want %#x", tc.secret[:4], got, tc.want)
+		}
+	}
+	data := make([]byte, 1<<20)
+	x := uint32(1)
+	for i := range data {
+		x = x*1664525 + 1013904223
+		data[i] = byte(x >> 24)
+	}
+	p := Params{Min: 4 << 10, Avg: 16 << 10, Max: 64 << 10}
+	got := ends(chunkAll(t, New(bytes.NewReader(data), secret, p)))
+	want := []int{22078, 41446, 66626, 84769, 105554, 121161, 137913, 159604}
+	if len(got) != 57 || !equalInts(got[:len(want)], want) || got[len(got)-1] != len(data) {
+		t.Errorf("%d chunks ending %v…, want 57 ending %v…", len(got), head(got), want)
+	}
+}
+
+func FuzzChunker(f *testing.F) {
+	f.Add([]byte("hello, world"), uint16(64), uint16(100), uint16(200), uint16(7))
+	f.Add(randBytes(1, 5000), uint16(64), uint16(65), uint16(66), uint16(1))
+	f.Add(randBytes(2, 20000), uint16(100), uint16(1000), uint16(3000), uint16(999))
+	f.Fuzz(func(t *testing.T, data []byte, lo, avg, hi, maxRead uint16) {
+		p := Params{Min: int(lo), Avg: int(avg), Max: int(hi)}
+		r := newShort(data, int(maxRead)+1)
+		if p.Validate() != nil {
+			// Fixed blocks of size lo instead.
+			if lo == 0 {
+				return
+			}
+			chunks := chunkAll(t, NewFixed(r, int(lo)))
+			checkChunks(t, data, chunks, int(lo), int(lo))
+			return
+		}
+		chunks := chunkAll(t, New(r, testSecret, p))
+		checkChunks(t, data, chunks, p.Min, p.Max)
+		if want := refEnds(data, testSecret, p, false); !equalInts(ends(chunks), want) {
+			t.Fatalf("ends %v, want %v", head(ends(chunks)), head(want))
+		}
+	})
+}
