@@ -205,10 +205,12 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 		return rep, errCrashHook
 	}
 
-	// 3. New consolidated indexes superseding all current ones.
-	oldIdx, err := cat.Indexes()
-	if err != nil {
-		return nil, err
+	// 3. New consolidated indexes superseding every index object in the
+	// store — also those already superseded, so that none of them comes
+	// back to life when the index that superseded it is deleted.
+	var oldIdx []objstore.ID
+	if err := r.Store().List(ctx, objstore.KindIndex, func(i objstore.Info) error { oldIdx = append(oldIdx, i.ID); return nil }); err != nil {
+		return nil, fmt.Errorf("prune: list indexes: %w", err)
 	}
 	drop := map[objstore.ID]bool{}
 	for _, id := range deletePacks {
