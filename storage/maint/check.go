@@ -241,9 +241,25 @@ func readPack(ctx context.Context, r *repo.Repository, id objstore.ID, rep *Chec
 		rep.errorf("pack/"+id.String(), "%v", err)
 		return nil
 	}
+	// Every blob the index lists must be in the header at the same place
+	// (after prune the header may list more: blobs no longer used).
 	listed, err := r.Catalog().PackBlobs(id)
-	if err == nil && len(listed) != len(ents) {
-		rep.errorf("pack/"+id.String(), "header lists %d blobs, index %d", len(ents), len(listed))
+	if err == nil {
+		type key struct {
+			t   blob.Type
+			id  blob.ID
+			off uint32
+			n   uint32
+		}
+		inHeader := make(map[key]bool, len(ents))
+		for _, e := range ents {
+			inHeader[key{e.Type, e.ID, e.Offset, e.Length}] = true
+		}
+		for _, l := range listed {
+			if !inHeader[key{l.Type, l.ID, l.Offset, l.Length}] {
+				rep.errorf("pack/"+id.String(), "index lists %s blob %s at %d+%d, the pack header does not", l.Type, l.ID.Short(), l.Offset, l.Length)
+			}
+		}
 	}
 	for _, e := range ents {
 		sealed := data[e.Offset : e.Offset+e.Length]
