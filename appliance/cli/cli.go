@@ -51,6 +51,7 @@ func commands() []command {
 		{"prune", "remove data no snapshot needs", cmdPrune},
 		{"check", "verify the repository's structure (and data)", cmdCheck},
 		{"scrub", "verify and repair every shard on the disks", cmdScrub},
+		{"pool", "the disks: status, add-disk, replace-disk", cmdPool},
 		{"stats", "show sizes, deduplication and compression", cmdStats},
 		{"key", "manage passphrases: add, list, remove, passwd", cmdKey},
 		{"repair", "rebuild caches: repair catalog", cmdRepair},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/arkbox/arkbox/storage/catalog"
 	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/arkbox/arkbox/storage/pool"
 )
 
 // FileName is the home configuration file.
@@ -34,12 +35,7 @@ type Home struct {
 	Config  Config
 	Store   objstore.Store
 	Catalog *catalog.Catalog
-	Pool    PoolStore // nil unless Store is a pool
-}
-
-// PoolStore is what a pool offers beyond the object store.
-type PoolStore interface {
-	objstore.Store
+	Pool    *pool.Pool // nil unless Store is a pool
 }
 
 // Options tunes Create and Open.
@@ -48,6 +44,13 @@ type Options struct {
 	ReadOnly bool
 	// Parity is the pool's parity shard count at Create (-1 = default).
 	Parity int
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Logger
 }
 
 // ErrNoHome is returned when the folder holds no arkbox repository.
@@ -134,7 +137,11 @@ func Open(ctx context.Context, dir string, opt Options) (*Home, error) {
 		}
 		st, err = objstore.OpenDir(p, objstore.DirOptions{ReadOnly: opt.ReadOnly})
 	case "pool":
-		st, err = openPool(ctx, absDisks(dir, cfg.Disks), opt)
+		var p *pool.Pool
+		p, err = openPool(ctx, absDisks(dir, cfg.Disks), opt)
+		if err == nil {
+			st = p
+		}
 	default:
 		err = fmt.Errorf("home: %s: unknown store %q", FileName, cfg.Store)
 	}
@@ -151,7 +158,7 @@ func finish(dir string, cfg Config, st objstore.Store) (*Home, error) {
 		return nil, fmt.Errorf("home: %w", err)
 	}
 	h := &Home{Dir: dir, Config: cfg, Store: st, Catalog: cat}
-	if p, ok := st.(PoolStore); ok && cfg.Store == "pool" {
+	if p, ok := st.(*pool.Pool); ok {
 		h.Pool = p
 	}
 	return h, nil
