@@ -778,9 +778,11 @@ func (p *Pool) getSlow(ctx context.Context, st *state, kind objstore.Kind, id ob
 	return nil, err
 }
 
-// anyHeader returns the header of some good shard of (kind, id).
-func (p *Pool) anyHeader(st *state, order []*disk, kind objstore.Kind, id objstore.ID) (*shardHeader, bool, error) {
-	sawBad := false
+// anyHeader returns the header of some good shard of (kind, id),
+// preferring one under its own name. sawBad reports whether a bad or
+// misnamed file was seen on the way.
+func (p *Pool) anyHeader(st *state, order []*disk, kind objstore.Kind, id objstore.ID) (h *shardHeader, sawBad bool, err error) {
+	var fallback *shardHeader
 	for idx := 0; idx < st.total; idx++ {
 		s, bad := p.locate(st, order, kind, id, idx)
 		sawBad = sawBad || bad
@@ -788,6 +790,24 @@ func (p *Pool) anyHeader(st *state, order []*disk, kind objstore.Kind, id objsto
 			s.close()
 			return s.hdr, sawBad, nil
 		}
+		if bad && fallback == nil {
+			// A misnamed file of this object still tells its size.
+			for _, d := range order {
+				if !d.present() {
+					continue
+				}
+				if f, _ := d.openFile(kind, id, idx); f != nil {
+					f.close()
+					if f.hdr.kind == kind && f.hdr.id == id {
+						fallback = f.hdr
+						break
+					}
+				}
+			}
+		}
+	}
+	if fallback != nil {
+		return fallback, true, nil
 	}
 	if sawBad {
 		return nil, true, fmt.Errorf("pool: %s/%s: no shard with a good header: %w", kind, id, objstore.ErrCorrupt)
