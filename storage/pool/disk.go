@@ -99,7 +99,7 @@ func (d *disk) writable(need int64) bool {
 
 // freeMargin is the space a full disk must have regained before the pool
 // writes to it again.
-const freeMargin = 1 << 20
+const freeMargin = 64 << 10
 
 // fault classifies an I/O error on d, updates the disk's state and returns
 // an error that names the disk.

@@ -495,8 +495,12 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 	}
 	if ok < k {
 		removeTemps()
+		err := errors.Join(errs...)
+		if err == nil {
+			err = errNoDisk
+		}
 		return fmt.Errorf("pool: put %s/%s: wrote %d of %d shards, need %d%s: %w",
-			kind, id, ok, total, k, unavailable(st), errors.Join(errs...))
+			kind, id, ok, total, k, unavailable(st), err)
 	}
 	// Phase 2: rename into place.
 	committed := p.commitTemps(kind, id, targets, tmps, &errs)
@@ -509,13 +513,16 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 	}
 	if len(committed) < total {
 		p.log.Warn("pool: object written without full redundancy; scrub will complete it",
-			"kind", kind, "object", id.String(), "shards", len(committed), "of", total, "why", errors.Join(errs...))
+			"kind", kind, "object", id.String(), "shards", len(committed), "of", total, "unavailable", unavailable(st), "errors", errors.Join(errs...))
 	}
 	if old != nil {
 		p.dropSuperseded(kind, id, old, groupKey{k, m, int64(len(data))}, targets, committed)
 	}
 	return nil
 }
+
+// errNoDisk: too few disks could take a write.
+var errNoDisk = errors.New("not enough writable disks")
 
 // unavailable describes the disks that cannot take writes.
 func unavailable(st *state) string {

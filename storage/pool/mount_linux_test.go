@@ -1,0 +1,139 @@
+package pool
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/arkbox/arkbox/storage/objstore"
+	"golang.org/x/sys/unix"
+)
+
+// tmpfsDisk mounts a tmpfs with the given options on a new folder and
+// unmounts it when the test ends. It skips the test when not root or
+// when mounting is not allowed.
+func tmpfsDisk(t *testing.T, opts string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
+		t.Skipf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+func remountRO(t *testing.T, dir string) {
+	t.Helper()
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", dir, err)
+	}
+}
+
+func diskStatus(p *Pool, path string) DiskStatus {
+	for _, d := range p.Status(context.Background()).Disks {
+		if d.Path == path {
+			return d
+		}
+	}
+	return DiskStatus{}
+}
+
+func TestReadOnlyDisk(t *testing.T) {
+	ctx := context.Background()
+	t.Run("member-of-three", func(t *testing.T) {
+		ro := tmpfsDisk(t, "size=64m")
+		dirs := append(diskDirs(t, 2), ro)
+		p := createPool(t, dirs, -1)
+		before := putObjs(t, p, 1, 2)
+		// The file system goes read-only under the open pool.
+		remountRO(t, ro)
+		after := putObjs(t, p, 2, 2)
+		ds := diskStatus(p, ro)
+		if ds.State != DiskReadOnly || !strings.Contains(ds.Error, "read-only") {
+			t.Fatalf("status of the read-only disk: %+v", ds)
+		}
+		checkObjs(t, p, append(before, after...))
+		p.Close()
+		// Reopened, the disk is seen read-only at once.
+		p = openPool(t, dirs, false)
+		if ds := diskStatus(p, ro); ds.State != DiskReadOnly {
+			t.Fatalf("status after reopen: %+v", ds)
+		}
+		more := putObjs(t, p, 3, 2)
+		checkObjs(t, p, append(before, append(after, more...)...))
+	})
+	t.Run("single-disk", func(t *testing.T) {
+		ro := tmpfsDisk(t, "size=64m")
+		p := createPool(t, []string{ro}, -1)
+		defer p.Close()
+		remountRO(t, ro)
+		d := randBytes(4, 3*blockSize)
+		err := p.Put(ctx, objstore.KindPack, objstore.Sum(d), d)
+		if err == nil {
+			t.Fatal("put on a read-only disk succeeded")
+		}
+		uuid := p.Status(ctx).Disks[0].UUID
+		if !strings.Contains(err.Error(), uuid) || !strings.Contains(err.Error(), ro) || !strings.Contains(err.Error(), "read-only") {
+			t.Fatalf("error does not name the read-only disk %s at %s: %v", uuid, ro, err)
+		}
+	})
+}
+
+func TestFullDisk(t *testing.T) {
+	ctx := context.Background()
+	big := randBytes(5, 2<<20)
+	t.Run("single-disk", func(t *testing.T) {
+		full := tmpfsDisk(t, "size=1m")
+		p := createPool(t, []string{full}, -1)
+		defer p.Close()
+		err := p.Put(ctx, objstore.KindPack, objstore.Sum(big), big)
+		if err == nil {
+			t.Fatal("put of 2 MiB on a 1 MiB disk succeeded")
+		}
+		uuid := p.Status(ctx).Disks[0].UUID
+		want := "disk " + uuid + " at " + full + " is full"
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("error %q does not say %q", err, want)
+		}
+		ents, _ := os.ReadDir(filepath.Join(full, poolDirName, tmpDirName))
+		if len(ents) != 0 {
+			t.Fatalf("temp files left behind: %v", ents)
+		}
+		if _, err := p.Stat(ctx, objstore.KindPack, objstore.Sum(big)); err == nil {
+			t.Fatal("failed put left a visible object")
+		}
+		// Small objects still fit.
+		small := randBytes(6, 1000)
+		if err := p.Put(ctx, objstore.KindPack, objstore.Sum(small), small); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("mirror-half-full", func(t *testing.T) {
+		full := tmpfsDisk(t, "size=1m")
+		dirs := append(diskDirs(t, 1), full)
+		p := createPool(t, dirs, -1)
+		defer p.Close()
+		if err := p.Put(ctx, objstore.KindPack, objstore.Sum(big), big); err != nil {
+			t.Fatalf("degraded put: %v", err)
+		}
+		if ds := diskStatus(p, full); ds.State != DiskFull || !strings.Contains(ds.Error, "no space") {
+			t.Fatalf("status of the full disk: %+v", ds)
+		}
+		got, err := p.Get(ctx, objstore.KindPack, objstore.Sum(big))
+		if err != nil || len(got) != len(big) {
+			t.Fatalf("get: %v", err)
+		}
+	})
+}
