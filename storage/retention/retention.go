@@ -8,6 +8,7 @@
 package retention
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -220,16 +221,24 @@ func Apply(snaps []Snapshot, p Policy, now time.Time, loc *time.Location) ([]Dec
 	if loc == nil {
 		return nil, errors.New("retention: no time zone given")
 	}
-	dec := make([]Decision, len(snaps))
-	for i, s := range snaps {
-		dec[i].Snapshot = s
+	order := make([]int, len(snaps))
+	for i := range order {
+		order[i] = i
 	}
-	slices.SortStableFunc(dec, func(a, b Decision) int {
-		if c := b.Snapshot.Time.Compare(a.Snapshot.Time); c != 0 {
+	slices.SortFunc(order, func(i, j int) int {
+		a, b := &snaps[i], &snaps[j]
+		if c := b.Time.Compare(a.Time); c != 0 {
 			return c
 		}
-		return strings.Compare(b.Snapshot.ID, a.Snapshot.ID)
+		if c := strings.Compare(b.ID, a.ID); c != 0 {
+			return c
+		}
+		return cmp.Compare(i, j) // identical time and id: keep input order
 	})
+	dec := make([]Decision, len(snaps))
+	for k, i := range order {
+		dec[k].Snapshot = snaps[i]
+	}
 
 	// Archived and future snapshots are kept and take part in no rule.
 	var elig []int // indexes into dec, newest first
@@ -263,7 +272,7 @@ func Apply(snaps []Snapshot, p Policy, now time.Time, loc *time.Location) ([]Dec
 
 	// Bucket rules, coarsest first. With RemoveOverlap, limit shrinks to the
 	// snapshots newer than the newest one the previous active rule kept.
-	e := evaluator{dec: dec, elig: elig, now: now, loc: loc, today: civil(now.In(loc))}
+	e := evaluator{dec: dec, elig: elig, loc: loc, today: civil(now.In(loc))}
 	var kept [numRules][]keep
 	limit := len(elig)
 	for r := range numRules {
@@ -311,7 +320,6 @@ func (p Policy) count(rule int) int {
 type evaluator struct {
 	dec   []Decision
 	elig  []int
-	now   time.Time
 	loc   *time.Location
 	today time.Time // midnight UTC of today's date in loc: a calendar date
 }
@@ -338,8 +346,10 @@ func (e *evaluator) rule(p Policy, r int, limit int) []keep {
 				return clampedDate(y-k, md.Month, md.Day)
 			})
 		}
-		return e.buckets(n, limit, func(t time.Time) (bucket, string) {
-			return bucket{a: int64(t.Year())}, fmt.Sprintf("yearly %d", t.Year())
+		return e.buckets(n, limit, func(t time.Time) bucket {
+			return bucket{a: int64(t.Year())}
+		}, func(t time.Time) string {
+			return fmt.Sprintf("yearly %d", t.Year())
 		})
 	case ruleQuarterly:
 		day := 1
@@ -364,8 +374,10 @@ func (e *evaluator) rule(p Policy, r int, limit int) []keep {
 				return monthAnchor(y, m-time.Month(k), day)
 			})
 		}
-		return e.buckets(n, limit, func(t time.Time) (bucket, string) {
-			return bucket{a: int64(t.Year()), b: int64(t.Month())}, fmt.Sprintf("monthly %d-%02d", t.Year(), int(t.Month()))
+		return e.buckets(n, limit, func(t time.Time) bucket {
+			return bucket{a: int64(t.Year()), b: int64(t.Month())}
+		}, func(t time.Time) string {
+			return fmt.Sprintf("monthly %d-%02d", t.Year(), int(t.Month()))
 		})
 	case ruleWeekly:
 		if p.WeeklyOn != nil {
@@ -374,21 +386,26 @@ func (e *evaluator) rule(p Policy, r int, limit int) []keep {
 				return e.today.AddDate(0, 0, -back-7*k)
 			})
 		}
-		return e.buckets(n, limit, func(t time.Time) (bucket, string) {
+		return e.buckets(n, limit, func(t time.Time) bucket {
 			y, w := t.ISOWeek()
-			return bucket{a: int64(y), b: int64(w)}, fmt.Sprintf("weekly %d-W%02d", y, w)
+			return bucket{a: int64(y), b: int64(w)}
+		}, func(t time.Time) string {
+			y, w := t.ISOWeek()
+			return fmt.Sprintf("weekly %d-W%02d", y, w)
 		})
 	case ruleDaily:
-		return e.buckets(n, limit, func(t time.Time) (bucket, string) {
-			return bucket{a: int64(t.Year()), b: int64(t.YearDay())}, "daily " + t.Format(time.DateOnly)
+		return e.buckets(n, limit, func(t time.Time) bucket {
+			return bucket{a: int64(t.Year()), b: int64(t.YearDay())}
+		}, func(t time.Time) string {
+			return "daily " + t.Format(time.DateOnly)
 		})
 	case ruleHourly:
-		return e.buckets(n, limit, func(t time.Time) (bucket, string) {
-			// The instant the local hour began: distinct for the two
-			// 02:00 hours of a night when clocks go back.
-			start := t.Add(-time.Duration(t.Minute())*time.Minute - time.Duration(t.Second())*time.Second -
-				time.Duration(t.Nanosecond()))
-			return bucket{a: start.Unix()}, "hourly " + start.Format("2006-01-02 15:04 MST")
+		// An hour is identified by the instant it began in loc: distinct
+		// for the two 02:00 hours of a night when clocks go back.
+		return e.buckets(n, limit, func(t time.Time) bucket {
+			return bucket{a: hourStart(t).Unix()}
+		}, func(t time.Time) string {
+			return "hourly " + hourStart(t).Format("2006-01-02 15:04 MST")
 		})
 	}
 	return nil
@@ -396,18 +413,26 @@ func (e *evaluator) rule(p Policy, r int, limit int) []keep {
 
 type bucket struct{ a, b int64 }
 
+// hourStart returns the instant the local hour holding t began.
+func hourStart(t time.Time) time.Time {
+	return t.Add(-time.Duration(t.Minute())*time.Minute - time.Duration(t.Second())*time.Second -
+		time.Duration(t.Nanosecond()))
+}
+
 // buckets keeps the newest snapshot of each distinct bucket, newest first,
-// until n buckets are kept. key is given the snapshot's time in loc.
-func (e *evaluator) buckets(n, limit int, key func(time.Time) (bucket, string)) []keep {
+// until n buckets are kept. key and label are given the snapshot's time in
+// loc.
+func (e *evaluator) buckets(n, limit int, key func(time.Time) bucket, label func(time.Time) string) []keep {
 	var out []keep
 	seen := make(map[bucket]bool)
 	for pos := 0; pos < limit && len(out) < n; pos++ {
-		k, label := key(e.time(pos).In(e.loc))
+		t := e.time(pos).In(e.loc)
+		k := key(t)
 		if seen[k] {
 			continue
 		}
 		seen[k] = true
-		out = append(out, keep{pos: pos, reason: label})
+		out = append(out, keep{pos: pos, reason: label(t)})
 	}
 	return out
 }

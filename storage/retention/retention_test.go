@@ -590,3 +590,22 @@ func TestPolicyString(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkApply applies a full anchored GFS policy to two years of hourly
+// snapshots (17 520) in Europe/Berlin.
+func BenchmarkApply(b *testing.B) {
+	loc, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		b.Fatal(err)
+	}
+	snaps := every("2024-01-01 00:00 CET", "2025-12-31 23:00 CET", time.Hour)(b, loc)
+	now := parseLocal(b, loc, "2025-12-31 23:30")
+	p := Policy{Last: 5, Within: 2 * Day, Hourly: 48, Daily: 14, Weekly: 8, WeeklyOn: wd(time.Saturday),
+		Monthly: 12, MonthlyOn: -1, Quarterly: 8, Yearly: 5, RemoveOverlap: true}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Apply(snaps, p, now, loc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
