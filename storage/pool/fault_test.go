@@ -202,6 +202,7 @@ func TestFaults(t *testing.T) {
 				if lc.m < ft.minM {
 					t.Skipf("layout %d+%d has too little parity", lc.k, lc.m)
 				}
+				t.Parallel()
 				dirs := diskDirs(t, lc.disks)
 				p := createPool(t, dirs, lc.parity)
 				objs := map[string][]byte{

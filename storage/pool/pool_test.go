@@ -94,6 +94,7 @@ func randBytes(seed uint64, n int) []byte {
 func TestConformance(t *testing.T) {
 	for _, lc := range layoutCases {
 		t.Run(lc.name, func(t *testing.T) {
+			t.Parallel()
 			large := 20 << 20
 			if lc.disks > 3 || testing.Short() {
 				large = 5<<20 + 3
