@@ -377,3 +377,20 @@ func (s *shardFile) readPayload(buf []byte, off int64) error {
 }
 
 var errCorruptPayload = errors.New("corrupt shard payload")
+
+// verifyPayload reads the whole payload in chunks of about len(buf)
+// bytes and verifies every block.
+func (s *shardFile) verifyPayload(buf []byte) error {
+	bs := s.hdr.blockSize()
+	chunk := max(int64(len(buf))/bs, 1) * bs
+	if int64(len(buf)) < chunk {
+		buf = make([]byte, chunk)
+	}
+	for off := int64(0); off < s.hdr.payloadLen; off += chunk {
+		n := min(chunk, s.hdr.payloadLen-off)
+		if err := s.readPayload(buf[:n], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -233,6 +233,15 @@ func TestFaults(t *testing.T) {
 					checkReads(t, ro, name, data, ft.tooMany)
 				}
 				checkReads(t, ro, "other", other, false)
+				listed := map[objstore.ID]int64{}
+				if err := ro.List(ctx, objstore.KindPack, func(i objstore.Info) error { listed[i.ID] = i.Size; return nil }); err != nil {
+					t.Fatal(err)
+				}
+				for _, d := range append([][]byte{other}, objs["large"], objs["small"]) {
+					if n, ok := listed[objstore.Sum(d)]; !ok || n != int64(len(d)) {
+						t.Fatalf("list: %s has size %d (listed %v), want %d", objstore.Sum(d).Short(), n, ok, len(d))
+					}
+				}
 				ro.Close()
 
 				// Scrub finds and repairs.
@@ -357,4 +366,43 @@ func TestReadRepair(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestOtherBlockSize reads shards written with another checksum block
+// size than this writer's, as the format allows.
+func TestOtherBlockSize(t *testing.T) {
+	ctx := context.Background()
+	dirs := diskDirs(t, 3)
+	p := createPool(t, dirs, -1)
+	defer p.Close()
+	st := p.st.Load()
+	data := randBytes(12, 3*blockSize+4321)
+	id := objstore.Sum(data)
+	k, m := st.cur.K, st.cur.M
+	shards, err := p.encode(data, k, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := st.order(id)
+	for i := range shards {
+		h := newHeader(objstore.KindPack, id, k, m, i, int64(len(data)), shards[i])
+		h.blockShift = 12
+		h.sums = blockSums(shards[i], 12)
+		if err := order[i].writeShard(ctx, objstore.KindPack, id, i, h.encode(), shards[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkReads(t, p, "4k-blocks", data, false)
+	scrubClean(t, p, 1)
+	files := shardFiles(t, dirs, objstore.KindPack, id)
+	flipByte(t, files[0].path, payloadByte)
+	rep, err := p.Scrub(ctx, ScrubOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ProblemCount != 1 || !strings.Contains(rep.Problems[0].What, "block") {
+		t.Fatalf("scrub: %+v", rep)
+	}
+	checkReads(t, p, "4k-blocks", data, false)
+	scrubClean(t, p, 1)
 }

@@ -55,11 +55,16 @@ func (p *Pool) List(ctx context.Context, kind objstore.Kind, fn func(objstore.In
 		for _, id := range ids {
 			var size int64 = -1
 			for _, c := range cands[id] {
-				s, _ := c.d.openShard(kind, id, c.idx)
+				s, _ := c.d.openFile(kind, id, c.idx)
 				if s != nil {
-					size = s.hdr.objLen
 					s.close()
-					break
+					// A misnamed shard of this object still tells its size.
+					if s.hdr.kind == kind && s.hdr.id == id {
+						size = s.hdr.objLen
+						if s.hdr.index == c.idx {
+							break
+						}
+					}
 				}
 			}
 			if size < 0 {

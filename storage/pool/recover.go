@@ -127,12 +127,8 @@ func verifyTemp(d *disk, path string, kind objstore.Kind, id objstore.ID, idx in
 	if s.checkName(kind, id) != nil {
 		return nil
 	}
-	buf := make([]byte, min(s.hdr.payloadLen, 16*blockSize))
-	for off := int64(0); off < s.hdr.payloadLen; off += int64(len(buf)) {
-		n := min(int64(len(buf)), s.hdr.payloadLen-off)
-		if s.readPayload(buf[:n], off) != nil {
-			return nil
-		}
+	if s.verifyPayload(make([]byte, 16*blockSize)) != nil {
+		return nil
 	}
 	return &tempShard{d: d, path: path, hdr: s.hdr}
 }

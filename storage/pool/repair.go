@@ -71,7 +71,14 @@ func (l *loaded) problems() []Problem {
 		}
 	}
 	for i, n := range l.named {
-		if !n {
+		if n {
+			continue
+		}
+		listed := false
+		for _, f := range l.files {
+			listed = listed || f.index == i && f.problem != ""
+		}
+		if !listed {
 			ps = append(ps, Problem{Kind: l.kind, ID: l.id, Shard: i, What: "missing"})
 		}
 	}

@@ -271,9 +271,8 @@ func scanDir(ctx context.Context, d *disk, kind objstore.Kind, pre string, buf [
 			s.problem = err.Error()
 		}
 		s.usable = f.hdr.kind == kind && f.hdr.id == id
-		for off := int64(0); off < f.hdr.payloadLen && s.usable; off += int64(len(buf)) {
-			m := min(int64(len(buf)), f.hdr.payloadLen-off)
-			if err := f.readPayload(buf[:m], off); err != nil {
+		if s.usable {
+			if err := f.verifyPayload(buf); err != nil {
 				s.problem, s.usable = err.Error(), false
 			}
 		}
