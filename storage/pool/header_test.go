@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/klauspost/reedsolomon"
 )
 
 func TestHeaderRoundTrip(t *testing.T) {
@@ -173,4 +174,108 @@ func FuzzDecodeShardHeader(f *testing.F) {
 			t.Fatalf("accepted inconsistent header %+v", h)
 		}
 	})
+}
+
+// gf256 is an independent implementation of the field doc/pool.md
+// specifies: polynomial 0x11D, generator 2.
+type gf256 struct{ exp, log [512]int }
+
+func newGF256() *gf256 {
+	g := &gf256{}
+	x := 1
+	for i := 0; i < 255; i++ {
+		g.exp[i], g.exp[i+255] = x, x
+		g.log[x] = i
+		x <<= 1
+		if x&0x100 != 0 {
+			x ^= 0x11d
+		}
+	}
+	return g
+}
+
+func (g *gf256) mul(a, b int) int {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return g.exp[g.log[a]+g.log[b]]
+}
+
+func (g *gf256) inv(a int) int { return g.exp[255-g.log[a]] }
+
+func (g *gf256) pow(a, n int) int {
+	r := 1
+	for i := 0; i < n; i++ {
+		r = g.mul(r, a)
+	}
+	return r
+}
+
+// TestParityMatchesSpec recomputes parity from the formula in
+// doc/pool.md and compares it with what the pool writes.
+func TestParityMatchesSpec(t *testing.T) {
+	g := newGF256()
+	p := &Pool{encs: map[[2]int]reedsolomon.Encoder{}}
+	for _, km := range [][2]int{{2, 1}, {3, 2}, {4, 2}, {5, 3}} {
+		k, m := km[0], km[1]
+		// V[r][c] = r^c; E = V · inverse(top k×k of V).
+		v := make([][]int, k+m)
+		for r := range v {
+			v[r] = make([]int, k)
+			for c := range v[r] {
+				v[r][c] = g.pow(r, c)
+			}
+		}
+		// Gauss-Jordan inverse of the top square.
+		a := make([][]int, k)
+		for r := range a {
+			a[r] = make([]int, 2*k)
+			copy(a[r], v[r])
+			a[r][k+r] = 1
+		}
+		for c := 0; c < k; c++ {
+			piv := c
+			for a[piv][c] == 0 {
+				piv++
+			}
+			a[c], a[piv] = a[piv], a[c]
+			iv := g.inv(a[c][c])
+			for j := range a[c] {
+				a[c][j] = g.mul(a[c][j], iv)
+			}
+			for r := 0; r < k; r++ {
+				if r != c && a[r][c] != 0 {
+					f := a[r][c]
+					for j := range a[r] {
+						a[r][j] ^= g.mul(f, a[c][j])
+					}
+				}
+			}
+		}
+		e := make([][]int, k+m)
+		for r := range e {
+			e[r] = make([]int, k)
+			for c := 0; c < k; c++ {
+				for i := 0; i < k; i++ {
+					e[r][c] ^= g.mul(v[r][i], a[i][k+c])
+				}
+			}
+		}
+		data := randBytes(uint64(k*10+m), 1000*k+3)
+		shards, err := p.encode(data, k, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j := 0; j < m; j++ {
+			for b := range shards[k+j] {
+				want := 0
+				for i := 0; i < k; i++ {
+					want ^= g.mul(e[k+j][i], int(shards[i][b]))
+				}
+				if int(shards[k+j][b]) != want {
+					t.Fatalf("k=%d m=%d: parity %d byte %d = %d, spec says %d", k, m, j, b, shards[k+j][b], want)
+				}
+			}
+		}
+	}
 }
