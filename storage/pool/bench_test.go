@@ -126,3 +126,32 @@ func BenchmarkGetRange(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGetDegraded reads a 16 MiB object from a 2+1 pool with one
+// disk missing: every read reconstructs.
+func BenchmarkGetDegraded(b *testing.B) {
+	ctx := context.Background()
+	dirs := diskDirs(b, 3)
+	p := createPool(b, dirs, -1)
+	data := randBytes(4, 16<<20)
+	id := objstore.Sum(data)
+	if err := p.Put(ctx, objstore.KindPack, id, data); err != nil {
+		b.Fatal(err)
+	}
+	p.Close()
+	gone := shardFiles(b, dirs, objstore.KindPack, id)[0].disk
+	var rest []string
+	for i, d := range dirs {
+		if i != gone {
+			rest = append(rest, d)
+		}
+	}
+	p = openPool(b, rest, false)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.Get(ctx, objstore.KindPack, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
