@@ -79,8 +79,10 @@ type archiver struct {
 	errs  []error
 	stats repo.SnapshotStats
 
-	hardlinks sync.Map // [2]uint64{dev, ino} → *fileJob of the first link
-	bufs      sync.Pool
+	hardlinks  sync.Map // [2]uint64{dev, ino} → *fileJob of the first link
+	cancel     context.CancelFunc
+	fatalError error
+	bufs       sync.Pool
 }
 
 func (a *archiver) getBuf(n int) *[]byte {
@@ -97,6 +99,7 @@ func (a *archiver) putBuf(b *[]byte) { a.bufs.Put(b) }
 type fileJob struct {
 	path string
 	node *tree.Node
+	dir  *dirJob
 	done chan struct{}
 	err  error
 }
@@ -215,23 +218,29 @@ func Run(ctx context.Context, r *repo.Repository, opt Options) (*Result, error) 
 		}
 		ents = append(ents, dirent{path: p, name: name})
 	}
-	var root *tree.Tree
+	a.cancel = cancel
+	root := &dirJob{idx: -1, done: make(chan struct{})}
 	if walkErr == nil {
 		sort.Slice(ents, func(i, j int) bool { return ents[i].name < ents[j].name })
-		root, walkErr = a.buildTree(ctx, ents, parentRoot)
+		walkErr = a.walk(ctx, root, ents, parentRoot)
+	}
+	if walkErr == nil {
+		select {
+		case <-root.done:
+		case <-ctx.Done():
+		}
 	}
 	stopWorkers()
+	if walkErr == nil {
+		walkErr = a.fatalErr()
+	}
 	if walkErr != nil {
 		return nil, walkErr
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	root.Sort()
-	rootID, err := r.SaveTree(ctx, root)
-	if err != nil {
-		return nil, err
-	}
+	rootID := root.id
 	if err := r.Flush(ctx); err != nil {
 		return nil, err
 	}
@@ -293,19 +302,6 @@ func (a *archiver) entry(ctx context.Context, path, name string, fi fs.FileInfo,
 	}
 	switch n.Type {
 	case tree.Dir:
-		var ptree *tree.Tree
-		if parent != nil && parent.Type == tree.Dir {
-			ptree, err = a.repo.LoadTree(ctx, parent.Subtree)
-			if err != nil {
-				a.log.Warn("backup: parent tree unreadable; reading everything below", "path", path, "err", err)
-				ptree = nil
-			}
-		}
-		id, err := a.dir(ctx, path, ptree)
-		if err != nil {
-			return nil, err
-		}
-		n.Subtree = id
 		a.mu.Lock()
 		a.stats.Dirs++
 		a.mu.Unlock()
@@ -359,12 +355,106 @@ func (a *archiver) allStored(cs []tree.Chunk) (bool, error) {
 
 type dirent struct{ path, name string }
 
-// dir backs up the directory at path and returns its tree id.
-func (a *archiver) dir(ctx context.Context, path string, parent *tree.Tree) (blob.ID, error) {
+// dirJob is a directory whose tree is being assembled. Its pending count
+// is the walker's hold plus every file being read and every subdirectory
+// not yet finished; whoever brings it to zero saves the tree and releases
+// the parent. So the walk never waits for file contents.
+type dirJob struct {
+	t       *tree.Tree
+	parent  *dirJob
+	idx     int // this directory's node in parent.t.Nodes
+	pending atomic.Int64
+	dropped atomic.Bool
+	// root only
+	done chan struct{}
+	id   blob.ID
+}
+
+type subdir struct {
+	d     *dirJob
+	path  string
+	pnode *tree.Node // the parent snapshot's node, if any
+}
+
+func (a *archiver) fatal(err error) {
+	a.mu.Lock()
+	if a.fatalError == nil {
+		a.fatalError = err
+	}
+	a.mu.Unlock()
+	a.cancel()
+}
+
+func (a *archiver) fatalErr() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.fatalError
+}
+
+// release drops one pending reference of d; the last one saves its tree.
+func (a *archiver) release(ctx context.Context, d *dirJob) {
+	for d != nil {
+		if d.pending.Add(-1) != 0 {
+			return
+		}
+		if d.dropped.Load() {
+			keep := d.t.Nodes[:0]
+			for _, n := range d.t.Nodes {
+				if n.Name != "" {
+					keep = append(keep, n)
+				}
+			}
+			d.t.Nodes = keep
+		}
+		id, err := a.repo.SaveTree(ctx, d.t)
+		if err != nil {
+			a.fatal(err)
+			return
+		}
+		d.t = nil
+		if d.parent == nil {
+			d.id = id
+			close(d.done)
+			return
+		}
+		d.parent.t.Nodes[d.idx].Subtree = id
+		d = d.parent
+	}
+}
+
+// walk visits the tree depth first, handing files to the workers.
+func (a *archiver) walk(ctx context.Context, root *dirJob, ents []dirent, parentRoot *tree.Tree) error {
+	stack, err := a.fill(ctx, root, ents, parentRoot)
+	if err != nil {
+		return err
+	}
+	for len(stack) > 0 {
+		sd := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		var ptree *tree.Tree
+		if sd.pnode != nil && sd.pnode.Type == tree.Dir {
+			ptree, err = a.repo.LoadTree(ctx, sd.pnode.Subtree)
+			if err != nil {
+				a.log.Warn("backup: parent tree unreadable; reading everything below", "path", sd.path, "err", err)
+				ptree = nil
+			}
+		}
+		subs, err := a.fill(ctx, sd.d, a.readDir(sd.path), ptree)
+		if err != nil {
+			return err
+		}
+		for i := len(subs) - 1; i >= 0; i-- {
+			stack = append(stack, subs[i])
+		}
+	}
+	return nil
+}
+
+func (a *archiver) readDir(path string) []dirent {
 	f, err := os.Open(path)
 	if err != nil {
 		a.softError(fmt.Errorf("archiver: open directory %s: %w", path, err))
-		return a.repo.SaveTree(ctx, &tree.Tree{})
+		return nil
 	}
 	names, err := f.Readdirnames(-1)
 	f.Close()
@@ -380,18 +470,16 @@ func (a *archiver) dir(ctx context.Context, path string, parent *tree.Tree) (blo
 		}
 		ents = append(ents, dirent{path: p, name: name})
 	}
-	t, err := a.buildTree(ctx, ents, parent)
-	if err != nil {
-		return blob.ID{}, err
-	}
-	return a.repo.SaveTree(ctx, t)
+	return ents
 }
 
-// buildTree makes the tree of the given entries (sorted by name), reading
-// the files that changed since parent.
-func (a *archiver) buildTree(ctx context.Context, ents []dirent, parent *tree.Tree) (*tree.Tree, error) {
-	t := &tree.Tree{Nodes: make([]tree.Node, 0, len(ents))}
+// fill makes the nodes of d from ents (sorted by name), hands the files
+// that changed since parent to the workers and returns the subdirectories
+// still to visit. It releases the walker's hold on d.
+func (a *archiver) fill(ctx context.Context, d *dirJob, ents []dirent, parent *tree.Tree) ([]subdir, error) {
+	d.t = &tree.Tree{Nodes: make([]tree.Node, 0, len(ents))}
 	paths := make([]string, 0, len(ents))
+	var pnodes []*tree.Node
 	for _, e := range ents {
 		fi, err := os.Lstat(e.path)
 		if err != nil {
@@ -411,50 +499,32 @@ func (a *archiver) buildTree(ctx context.Context, ents []dirent, parent *tree.Tr
 		if n == nil {
 			continue
 		}
-		t.Nodes = append(t.Nodes, *n)
+		d.t.Nodes = append(d.t.Nodes, *n)
 		paths = append(paths, e.path)
+		pnodes = append(pnodes, pn)
 	}
-	// Hand the files that need reading to the workers.
+	// The node slice is final now: workers may hold pointers into it.
+	var subs []subdir
 	var jobs []*fileJob
-	for i := range t.Nodes {
-		n := &t.Nodes[i]
-		if n.Type != tree.File || n.Content != nil || n.Size == 0 {
-			continue
+	for i := range d.t.Nodes {
+		n := &d.t.Nodes[i]
+		switch {
+		case n.Type == tree.Dir:
+			subs = append(subs, subdir{d: &dirJob{parent: d, idx: i}, path: paths[i], pnode: pnodes[i]})
+		case n.Type == tree.File && n.Content == nil && n.Size > 0:
+			jobs = append(jobs, &fileJob{path: paths[i], node: n, dir: d, done: make(chan struct{})})
 		}
-		j := &fileJob{path: paths[i], node: n, done: make(chan struct{})}
-		jobs = append(jobs, j)
+	}
+	d.pending.Add(int64(1 + len(subs) + len(jobs)))
+	for _, j := range jobs {
 		select {
 		case a.jobs <- j:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	var keep []tree.Node
-	dropped := false
-	for _, j := range jobs {
-		select {
-		case <-j.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		if j.err != nil {
-			if errors.Is(j.err, context.Canceled) || isFatal(j.err) {
-				return nil, j.err
-			}
-			a.softError(j.err)
-			j.node.Name = "" // drop it
-			dropped = true
-		}
-	}
-	if dropped {
-		for _, n := range t.Nodes {
-			if n.Name != "" {
-				keep = append(keep, n)
-			}
-		}
-		t.Nodes = keep
-	}
-	return t, nil
+	a.release(ctx, d)
+	return subs, nil
 }
 
 // fatalError marks repository-side failures that must stop the backup.
@@ -472,30 +542,45 @@ func (a *archiver) fileWorker(ctx context.Context) {
 	var ch *chunker.Chunker
 	hasher := a.repo.Key().NewBlobHasher()
 	for j := range a.jobs {
-		if ctx.Err() != nil {
-			j.err = ctx.Err()
-			close(j.done)
-			continue
+		a.doFile(ctx, j, &ch, hasher)
+		switch {
+		case j.err == nil:
+		case ctx.Err() != nil:
+			// Canceled: Run reports why.
+		case errors.Is(j.err, context.Canceled) || isFatal(j.err):
+			a.fatal(j.err)
+		default:
+			a.softError(j.err)
+			j.node.Name = "" // leave it out of the tree
+			j.dir.dropped.Store(true)
 		}
-		if j.node.Links > 1 {
-			key := [2]uint64{j.node.Device, j.node.Inode}
-			if first, loaded := a.hardlinks.LoadOrStore(key, j); loaded {
-				fj := first.(*fileJob)
-				<-fj.done
-				if fj.err == nil && fj.node.Size == j.node.Size {
-					j.node.Content = fj.node.Content
-					a.prog.Bytes.Add(j.node.Size)
-					close(j.done)
-					continue
-				}
+		close(j.done)
+		if ctx.Err() == nil {
+			a.release(ctx, j.dir)
+		}
+	}
+}
+
+func (a *archiver) doFile(ctx context.Context, j *fileJob, ch **chunker.Chunker, hasher interface{ Sum([]byte) blob.ID }) {
+	if err := ctx.Err(); err != nil {
+		j.err = err
+		return
+	}
+	if j.node.Links > 1 {
+		key := [2]uint64{j.node.Device, j.node.Inode}
+		if first, loaded := a.hardlinks.LoadOrStore(key, j); loaded {
+			fj := first.(*fileJob)
+			<-fj.done
+			if fj.err == nil && fj.node.Size == j.node.Size {
+				j.node.Content = fj.node.Content
+				a.prog.Bytes.Add(j.node.Size)
+				return
 			}
 		}
-		if s := j.path; true {
-			a.prog.Current.Store(&s)
-		}
-		j.err = a.readFile(ctx, j, &ch, hasher)
-		close(j.done)
 	}
+	p := j.path
+	a.prog.Current.Store(&p)
+	j.err = a.readFile(ctx, j, ch, hasher)
 }
 
 func (a *archiver) readFile(ctx context.Context, j *fileJob, ch **chunker.Chunker, hasher interface{ Sum([]byte) blob.ID }) error {

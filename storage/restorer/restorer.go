@@ -255,6 +255,13 @@ func (rs *restorer) entry(ctx context.Context, dir string, n *tree.Node) error {
 				}
 				return nil
 			}
+			// Create the first link now, so later links find it even
+			// before a worker writes its content.
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return fmt.Errorf("restore: create %s: %w", p, err)
+			}
+			f.Close()
 		}
 		rs.mu.Lock()
 		rs.res.Files++
