@@ -32,7 +32,8 @@ type Options struct {
 	Path string
 	// Owners restores uid/gid (default: when running as root).
 	Owners *bool
-	// Workers writing files in parallel (0 = 2×CPUs).
+	// Workers writing files in parallel (0 = 4×CPUs: creating files is
+	// mostly waiting on the file system).
 	Workers  int
 	Logger   *slog.Logger
 	Progress *Progress
@@ -63,6 +64,7 @@ type restorer struct {
 	dirs  []dirMeta
 	files chan fileJob
 	err   error
+	cache *repo.PackCache
 }
 
 type dirMeta struct {
@@ -118,7 +120,7 @@ func Run(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, opt Options
 		owners = *opt.Owners
 	}
 	if opt.Workers <= 0 {
-		opt.Workers = 2 * runtime.GOMAXPROCS(0)
+		opt.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	log := opt.Logger
 	if log == nil {
@@ -129,7 +131,7 @@ func Run(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, opt Options
 		prog = &Progress{}
 	}
 	rs := &restorer{repo: r, opt: opt, apply: fsnode.ApplyOptions{Owners: owners, Xattrs: true}, prog: prog, log: log,
-		links: map[[2]uint64]string{}, files: make(chan fileJob, 256)}
+		links: map[[2]uint64]string{}, files: make(chan fileJob, 256), cache: r.NewPackCache(4)}
 	node, t, err := Resolve(ctx, r, sn.Tree, opt.Path)
 	if err != nil {
 		return nil, err
@@ -332,7 +334,7 @@ func (rs *restorer) writeFile(ctx context.Context, p string, n *tree.Node) error
 	}
 	var off int64
 	for _, c := range n.Content {
-		data, err := rs.repo.LoadBlob(ctx, blob.Data, c.ID)
+		data, err := rs.cache.LoadBlob(ctx, blob.Data, c.ID)
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("restore: %s at offset %d: %w", p, off, err)
