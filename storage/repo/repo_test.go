@@ -142,3 +142,48 @@ func TestNoRepository(t *testing.T) {
 		t.Fatalf("empty store: %v", err)
 	}
 }
+
+func TestPackCache(t *testing.T) {
+	ctx := context.Background()
+	r := testrepo.New(t, repo.Options{PackSize: 64 << 10})
+	var ids []blob.ID
+	for i := 0; i < 40; i++ {
+		id, _, err := r.SaveBlob(ctx, blob.Data, blobData(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := r.NewPackCache(2)
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			for k := 0; k < 3; k++ {
+				for i := range ids {
+					j := (i*7 + g + k) % len(ids)
+					got, err := c.LoadBlob(ctx, blob.Data, ids[j])
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !bytes.Equal(got, blobData(j)) {
+						errs <- errors.New("cached blob differs")
+						return
+					}
+				}
+			}
+			errs <- nil
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.LoadBlob(ctx, blob.Data, blob.ID{1}); !errors.Is(err, repo.ErrBlobNotFound) {
+		t.Fatalf("missing blob: %v", err)
+	}
+}
