@@ -11,7 +11,8 @@
 #   ARKBOX_BENCH_USR_MB    size cap of the /usr data set in MB (default 1300, --quick 300)
 #   ARKBOX_BIN             use this arkbox binary instead of building ./appliance/cmd/arkbox
 #   ARKBOX_RESTORE_LAYOUT  where `arkbox restore --target T` puts a snapshot of /a/b:
-#                          "full" (T/a/b, as restic does; default) or "flat" (T, as kopia does)
+#                          "base" (T/b; default, what arkbox does), "full" (T/a/b, as restic
+#                          does) or "flat" (the folder's contents in T, as kopia does)
 #   RESTIC_PASSWORD, KOPIA_PASSWORD, ARKBOX_PASSWORD   (default: arkbox-bench)
 set -euo pipefail
 
@@ -51,7 +52,7 @@ KOPIA_VERSION=${KOPIA_VERSION:-v0.22.3}
 GO_OLD=go1.24.0 GO_OLD_DATE="2025-02-11 12:00:00 UTC"
 GO_NEW=go1.24.1 GO_NEW_DATE="2025-03-04 12:00:00 UTC"
 if [ $QUICK = 1 ]; then USR_MB=${ARKBOX_BENCH_USR_MB:-300}; else USR_MB=${ARKBOX_BENCH_USR_MB:-1300}; fi
-ARKBOX_RESTORE_LAYOUT=${ARKBOX_RESTORE_LAYOUT:-full}
+ARKBOX_RESTORE_LAYOUT=${ARKBOX_RESTORE_LAYOUT:-base}
 
 export RESTIC_PASSWORD=${RESTIC_PASSWORD:-arkbox-bench}
 export KOPIA_PASSWORD=${KOPIA_PASSWORD:-arkbox-bench}
@@ -300,8 +301,9 @@ restore_cmd() {
 }
 
 # restored_root TOOL TARGET SRC: where the restored copy of the folder SRC is.
-# restic (and arkbox with ARKBOX_RESTORE_LAYOUT=full) recreate SRC's absolute path under TARGET;
-# kopia (and arkbox with ARKBOX_RESTORE_LAYOUT=flat) put the folder's contents into TARGET.
+# restic recreates SRC's absolute path under TARGET; kopia puts the folder's contents into
+# TARGET; arkbox puts the folder under its own name into TARGET (ARKBOX_RESTORE_LAYOUT=base),
+# or as one of the other two (full, flat).
 restored_root() {
 	local t=$1 target=$2 src=$3
 	case $t in
@@ -309,9 +311,10 @@ restored_root() {
 	kopia) echo "$target" ;;
 	arkbox)
 		case $ARKBOX_RESTORE_LAYOUT in
+		base) echo "$target/$(basename "$src")" ;;
 		full) echo "$target$src" ;;
 		flat) echo "$target" ;;
-		*) die "ARKBOX_RESTORE_LAYOUT must be full or flat" ;;
+		*) die "ARKBOX_RESTORE_LAYOUT must be base, full or flat" ;;
 		esac
 		;;
 	esac
