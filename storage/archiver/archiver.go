@@ -81,6 +81,7 @@ type archiver struct {
 
 	hardlinks  sync.Map // [2]uint64{dev, ino} → *fileJob of the first link
 	cancel     context.CancelFunc
+	trees      *repo.PackCache
 	fatalError error
 	bufs       sync.Pool
 }
@@ -152,7 +153,7 @@ func Run(ctx context.Context, r *repo.Repository, opt Options) (*Result, error) 
 	if prog == nil {
 		prog = &Progress{}
 	}
-	a := &archiver{repo: r, opt: opt, log: log, prog: prog}
+	a := &archiver{repo: r, opt: opt, log: log, prog: prog, trees: r.NewPackCache(2)}
 
 	var parent *repo.Snapshot
 	if !opt.NoParent {
@@ -422,6 +423,16 @@ func (a *archiver) release(ctx context.Context, d *dirJob) {
 	}
 }
 
+// loadTree loads a parent tree through the pack cache (tree packs hold only
+// trees, so rescanning an unchanged source reads little).
+func (a *archiver) loadTree(ctx context.Context, id blob.ID) (*tree.Tree, error) {
+	b, err := a.trees.LoadBlob(ctx, blob.Tree, id)
+	if err != nil {
+		return nil, err
+	}
+	return tree.Decode(b)
+}
+
 // walk visits the tree depth first, handing files to the workers.
 func (a *archiver) walk(ctx context.Context, root *dirJob, ents []dirent, parentRoot *tree.Tree) error {
 	stack, err := a.fill(ctx, root, ents, parentRoot)
@@ -433,7 +444,7 @@ func (a *archiver) walk(ctx context.Context, root *dirJob, ents []dirent, parent
 		stack = stack[:len(stack)-1]
 		var ptree *tree.Tree
 		if sd.pnode != nil && sd.pnode.Type == tree.Dir {
-			ptree, err = a.repo.LoadTree(ctx, sd.pnode.Subtree)
+			ptree, err = a.loadTree(ctx, sd.pnode.Subtree)
 			if err != nil {
 				a.log.Warn("backup: parent tree unreadable; reading everything below", "path", sd.path, "err", err)
 				ptree = nil

@@ -133,7 +133,7 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 		case u.usedBlobs == 0:
 			deletePacks = append(deletePacks, id)
 			rep.BytesFreed += u.size
-		case float64(u.size-u.used)*100 > opt.RepackPercent*float64(u.size):
+		case float64(u.size-u.used-headerBytes(u.usedBlobs))*100 > opt.RepackPercent*float64(u.size):
 			repackPacks = append(repackPacks, id)
 			rep.BytesFreed += u.size - u.used
 		}
@@ -323,6 +323,11 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 	log.Info("prune done", "deleted", rep.PacksDeleted, "repacked", rep.PacksRepacked, "freed", rep.BytesFreed)
 	return rep, nil
 }
+
+// headerBytes estimates the pack header and trailer for n blobs (sealing
+// overhead, version, count, and per entry type, id and two varints), so
+// that the header is not mistaken for garbage.
+func headerBytes(n int) int64 { return 64 + int64(n)*40 }
 
 func markTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, id blob.ID) error {
 	if err := ctx.Err(); err != nil {

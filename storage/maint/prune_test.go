@@ -146,8 +146,15 @@ func TestCheckFindsCorruption(t *testing.T) {
 	if _, err := archiver.Run(ctx, r.Repository, archiver.Options{Paths: []string{src}}); err != nil {
 		t.Fatal(err)
 	}
+	// Corrupt the largest pack: a data pack (trees live in packs of their own).
 	var pack objstore.ID
-	r.Objects.List(ctx, objstore.KindPack, func(i objstore.Info) error { pack = i.ID; return nil })
+	var size int64
+	r.Objects.List(ctx, objstore.KindPack, func(i objstore.Info) error {
+		if i.Size > size {
+			pack, size = i.ID, i.Size
+		}
+		return nil
+	})
 	p := filepath.Join(r.Objects.Root(), "packs", pack.String()[:2], pack.String())
 	b, err := os.ReadFile(p)
 	if err != nil {

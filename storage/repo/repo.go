@@ -88,7 +88,7 @@ type Repository struct {
 	dec *zstd.Decoder
 
 	mu       sync.Mutex
-	cur      *packBuf
+	cur      [3]*packBuf // by blob type: trees and data go to separate packs
 	pending  map[pendingKey]struct{} // blobs stored or being stored but not yet in the catalog
 	unindex  []catalog.IndexedPack   // uploaded packs not yet in an index object
 	uploads  chan *packBuf
@@ -556,17 +556,23 @@ func (r *Repository) CopySealedBlob(ctx context.Context, t blob.Type, id blob.ID
 func (r *Repository) addSealed(ctx context.Context, t blob.Type, id blob.ID, sealed []byte, rawLen uint32) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cur == nil {
-		r.cur = &packBuf{data: make([]byte, 0, r.cfg.PackSize+r.cfg.PackSize/8)}
+	cur := r.cur[t]
+	if cur == nil {
+		size := r.cfg.PackSize + r.cfg.PackSize/8
+		if t == blob.Tree {
+			size = 1 << 20 // grows as needed; most runs write few trees
+		}
+		cur = &packBuf{data: make([]byte, 0, size)}
+		r.cur[t] = cur
 	}
-	r.cur.entries = append(r.cur.entries, PackEntry{Type: t, ID: id, Offset: uint32(len(r.cur.data)), Length: uint32(len(sealed)), RawLength: rawLen})
-	r.cur.data = append(r.cur.data, sealed...)
+	cur.entries = append(cur.entries, PackEntry{Type: t, ID: id, Offset: uint32(len(cur.data)), Length: uint32(len(sealed)), RawLength: rawLen})
+	cur.data = append(cur.data, sealed...)
 	r.stats.Blobs++
 	r.stats.RawBytes += uint64(rawLen)
 	r.stats.SealedBytes += uint64(len(sealed))
-	if len(r.cur.data) >= r.cfg.PackSize {
-		p := r.cur
-		r.cur = nil
+	if len(cur.data) >= r.cfg.PackSize {
+		p := cur
+		r.cur[t] = nil
 		return r.startUploadLocked(ctx, p)
 	}
 	return nil
@@ -674,12 +680,13 @@ func (r *Repository) writeIndex(ctx context.Context, packs []catalog.IndexedPack
 // indexed when it returns.
 func (r *Repository) Flush(ctx context.Context) error {
 	r.mu.Lock()
-	p := r.cur
-	r.cur = nil
-	if p != nil && len(p.entries) > 0 {
-		if err := r.startUploadLocked(ctx, p); err != nil {
-			r.mu.Unlock()
-			return err
+	for t, p := range r.cur {
+		r.cur[t] = nil
+		if p != nil && len(p.entries) > 0 {
+			if err := r.startUploadLocked(ctx, p); err != nil {
+				r.mu.Unlock()
+				return err
+			}
 		}
 	}
 	up := r.uploads
