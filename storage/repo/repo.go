@@ -88,7 +88,7 @@ type Repository struct {
 	dec *zstd.Decoder
 
 	mu       sync.Mutex
-	cur      [3]*packBuf // by blob type: trees and data go to separate packs
+	cur      [3]*packBuf             // by blob type: trees and data go to separate packs
 	pending  map[pendingKey]struct{} // blobs stored or being stored but not yet in the catalog
 	unindex  []catalog.IndexedPack   // uploaded packs not yet in an index object
 	uploads  chan *packBuf
