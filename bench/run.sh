@@ -198,7 +198,9 @@ warm() { tar -C "$(dirname "$1")" -cf - "$(basename "$1")" | wc -c >/dev/null; }
 
 mb() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1e6}'; }
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
-size_of() { du -sb "$@" | awk '{s += $1} END {printf "%.0f\n", s}'; }
+# arkbox's catalog.db is a cache (rebuilt from the objects by `arkbox repair
+# catalog`), like the peers' caches, which live outside their repositories.
+size_of() { du -sb --exclude=catalog.db "$@" | awk '{s += $1} END {printf "%.0f\n", s}'; }
 
 # cpu_busy: CPU time (in clock ticks) the whole machine has spent busy since boot.
 cpu_busy() { awk '$1 == "cpu" {printf "%.0f\n", $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }

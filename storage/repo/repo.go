@@ -232,7 +232,7 @@ func Open(ctx context.Context, store objstore.Store, cat *catalog.Catalog, passp
 		log = slog.New(slog.DiscardHandler)
 	}
 	conc := runtime.GOMAXPROCS(0)
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(conc), zstd.WithLowerEncoderMem(true))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(conc), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, err
 	}
