@@ -426,11 +426,7 @@ func (a *archiver) release(ctx context.Context, d *dirJob) {
 // loadTree loads a parent tree through the pack cache (tree packs hold only
 // trees, so rescanning an unchanged source reads little).
 func (a *archiver) loadTree(ctx context.Context, id blob.ID) (*tree.Tree, error) {
-	b, err := a.trees.LoadBlob(ctx, blob.Tree, id)
-	if err != nil {
-		return nil, err
-	}
-	return tree.Decode(b)
+	return a.trees.LoadTree(ctx, id)
 }
 
 // walk visits the tree depth first, handing files to the workers.

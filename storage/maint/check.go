@@ -128,9 +128,10 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions) (*CheckRep
 		return nil, err
 	}
 	defer marks.Drop()
+	trees := r.NewPackCache(2)
 	for i, sn := range snaps {
 		prog("snapshots", i, len(snaps))
-		if err := checkTree(ctx, r, marks, rep, sn, sn.Tree, "/"); err != nil {
+		if err := checkTree(ctx, r, trees, marks, rep, sn, sn.Tree, "/"); err != nil {
 			return nil, err
 		}
 	}
@@ -173,7 +174,7 @@ func selectShare(ids []objstore.ID, pct float64) []objstore.ID {
 	return out
 }
 
-func checkTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, rep *CheckReport, sn *repo.Snapshot, id blob.ID, p string) error {
+func checkTree(ctx context.Context, r *repo.Repository, trees *repo.PackCache, marks *catalog.MarkSet, rep *CheckReport, sn *repo.Snapshot, id blob.ID, p string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -185,7 +186,7 @@ func checkTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, 
 		return nil
 	}
 	rep.Trees++
-	t, err := r.LoadTree(ctx, id)
+	t, err := trees.LoadTree(ctx, id)
 	if err != nil {
 		rep.errorf("snapshot/"+sn.ID.String()[:8]+":"+p, "tree %s: %v", id.Short(), err)
 		return nil
@@ -196,7 +197,7 @@ func checkTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, 
 		np := path.Join(p, n.Name)
 		switch n.Type {
 		case tree.Dir:
-			if err := checkTree(ctx, r, marks, rep, sn, n.Subtree, np); err != nil {
+			if err := checkTree(ctx, r, trees, marks, rep, sn, n.Subtree, np); err != nil {
 				return err
 			}
 		case tree.File:

@@ -83,9 +83,10 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 	if err != nil {
 		return nil, err
 	}
+	trees := r.NewPackCache(2)
 	for i, sn := range snaps {
 		prog("mark", i, len(snaps))
-		if err := markTree(ctx, r, marks, sn.Tree); err != nil {
+		if err := markTree(ctx, trees, marks, sn.Tree); err != nil {
 			return nil, fmt.Errorf("prune: snapshot %s: %w (nothing was deleted; run `arkbox check`)", sn.ID.Short(), err)
 		}
 	}
@@ -329,7 +330,7 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 // that the header is not mistaken for garbage.
 func headerBytes(n int) int64 { return 64 + int64(n)*40 }
 
-func markTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, id blob.ID) error {
+func markTree(ctx context.Context, trees *repo.PackCache, marks *catalog.MarkSet, id blob.ID) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -337,7 +338,7 @@ func markTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, i
 	if err != nil || had {
 		return err
 	}
-	t, err := r.LoadTree(ctx, id)
+	t, err := trees.LoadTree(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -345,7 +346,7 @@ func markTree(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, i
 		n := &t.Nodes[i]
 		switch n.Type {
 		case tree.Dir:
-			if err := markTree(ctx, r, marks, n.Subtree); err != nil {
+			if err := markTree(ctx, trees, marks, n.Subtree); err != nil {
 				return err
 			}
 		case tree.File:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/arkbox/arkbox/storage/tree"
 )
 
 // PackCache serves small blobs from whole packs kept in memory, so that
@@ -106,4 +107,17 @@ func (c *PackCache) touch(id objstore.ID) {
 			return
 		}
 	}
+}
+
+// LoadTree is Repository.LoadTree through the cache.
+func (c *PackCache) LoadTree(ctx context.Context, id blob.ID) (*tree.Tree, error) {
+	b, err := c.LoadBlob(ctx, blob.Tree, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tree.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("repo: tree %s: %w", id.Short(), err)
+	}
+	return t, nil
 }

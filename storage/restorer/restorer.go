@@ -65,6 +65,7 @@ type restorer struct {
 	files chan fileJob
 	err   error
 	cache *repo.PackCache
+	trees *repo.PackCache
 }
 
 type dirMeta struct {
@@ -131,7 +132,7 @@ func Run(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, opt Options
 		prog = &Progress{}
 	}
 	rs := &restorer{repo: r, opt: opt, apply: fsnode.ApplyOptions{Owners: owners, Xattrs: true}, prog: prog, log: log,
-		links: map[[2]uint64]string{}, files: make(chan fileJob, 256), cache: r.NewPackCache(4)}
+		links: map[[2]uint64]string{}, files: make(chan fileJob, 256), cache: r.NewPackCache(4), trees: r.NewPackCache(2)}
 	node, t, err := Resolve(ctx, r, sn.Tree, opt.Path)
 	if err != nil {
 		return nil, err
@@ -231,7 +232,7 @@ func (rs *restorer) entry(ctx context.Context, dir string, n *tree.Node) error {
 		if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return fmt.Errorf("restore: mkdir %s: %w", p, err)
 		}
-		t, err := rs.repo.LoadTree(ctx, n.Subtree)
+		t, err := rs.trees.LoadTree(ctx, n.Subtree)
 		if err != nil {
 			return fmt.Errorf("restore: %s: %w", p, err)
 		}
