@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -24,6 +25,9 @@ import (
 	"github.com/arkbox/arkbox/storage/repo"
 	"golang.org/x/term"
 )
+
+// defaultMemoryLimit is the CLI's soft heap limit unless GOMEMLIMIT is set.
+const defaultMemoryLimit = 128 << 20
 
 // Version is the program version recorded in snapshots.
 const Version = "arkbox 0.1"
@@ -75,6 +79,11 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft heap limit: the box may be a Pi with 1 GiB. The garbage
+		// collector works harder near it; nothing fails above it.
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	if p := os.Getenv("ARKBOX_CPUPROFILE"); p != "" {
 		// For performance work: a CPU profile of this command.
 		if f, err := os.Create(p); err == nil {

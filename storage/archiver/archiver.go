@@ -41,7 +41,8 @@ type Options struct {
 	NoParent bool
 	// Fixed chunks every file in fixed 4 MiB blocks (disk images).
 	Fixed bool
-	// Workers reading files in parallel (0 = number of CPUs).
+	// Workers reading files in parallel (0 = 4 × CPUs; large files are
+	// chunked at most one per CPU at a time).
 	Workers int
 	Logger  *slog.Logger
 	// Progress, if set, is updated while the backup runs.
@@ -82,6 +83,7 @@ type archiver struct {
 	hardlinks  sync.Map // [2]uint64{dev, ino} → *fileJob of the first link
 	cancel     context.CancelFunc
 	trees      *repo.PackCache
+	bigFiles   chan struct{} // a slot per large file being chunked
 	fatalError error
 	bufs       sync.Pool
 }
@@ -143,7 +145,8 @@ func Run(ctx context.Context, r *repo.Repository, opt Options) (*Result, error) 
 		}
 	}
 	if opt.Workers <= 0 {
-		opt.Workers = runtime.GOMAXPROCS(0)
+		// Reading many small files is mostly waiting on the file system.
+		opt.Workers = 4 * runtime.GOMAXPROCS(0)
 	}
 	log := opt.Logger
 	if log == nil {
@@ -153,7 +156,8 @@ func Run(ctx context.Context, r *repo.Repository, opt Options) (*Result, error) 
 	if prog == nil {
 		prog = &Progress{}
 	}
-	a := &archiver{repo: r, opt: opt, log: log, prog: prog, trees: r.NewPackCache(2)}
+	cpus := runtime.GOMAXPROCS(0)
+	a := &archiver{repo: r, opt: opt, log: log, prog: prog, trees: r.NewPackCache(2), bigFiles: make(chan struct{}, cpus)}
 
 	var parent *repo.Snapshot
 	if !opt.NoParent {
@@ -183,12 +187,14 @@ func Run(ctx context.Context, r *repo.Repository, opt Options) (*Result, error) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.jobs = make(chan *fileJob, 64)
-	a.chunkQ = make(chan chunkJob, opt.Workers)
+	a.chunkQ = make(chan chunkJob, cpus)
 	var fileWorkers, chunkWorkers sync.WaitGroup
 	for i := 0; i < opt.Workers; i++ {
 		fileWorkers.Add(1)
-		chunkWorkers.Add(1)
 		go func() { defer fileWorkers.Done(); a.fileWorker(ctx) }()
+	}
+	for i := 0; i < cpus; i++ {
+		chunkWorkers.Add(1)
 		go func() { defer chunkWorkers.Done(); a.chunkWorker(ctx) }()
 	}
 	stopWorkers := func() {
@@ -596,6 +602,93 @@ func (a *archiver) readFile(ctx context.Context, j *fileJob, ch **chunker.Chunke
 		return fmt.Errorf("archiver: open %s: %w", j.path, err)
 	}
 	defer f.Close()
+	var (
+		content []tree.Chunk
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		saveErr error
+		size    uint64
+	)
+	// emit records a chunk and hands it to the chunk workers unless it is
+	// stored already. owned, if set, is a pooled buffer holding data that
+	// emit takes over.
+	emit := func(data []byte, owned *[]byte) error {
+		id := hasher.Sum(data)
+		content = append(content, tree.Chunk{ID: id, Size: uint32(len(data))})
+		size += uint64(len(data))
+		a.prog.Bytes.Add(uint64(len(data)))
+		a.prog.ReadBytes.Add(uint64(len(data)))
+		has, err := a.repo.HasBlob(blob.Data, id)
+		if err != nil || has {
+			if owned != nil {
+				a.putBuf(owned)
+			}
+			if err != nil {
+				return fatalError{err}
+			}
+			return nil
+		}
+		buf := owned
+		if buf == nil {
+			buf = a.getBuf(len(data))
+			copy(*buf, data)
+		}
+		wg.Add(1)
+		select {
+		case a.chunkQ <- chunkJob{id: id, data: (*buf)[:len(data)], buf: buf, wg: &wg, errp: &saveErr, mu: &mu}:
+			return nil
+		case <-ctx.Done():
+			wg.Done()
+			a.putBuf(buf)
+			return ctx.Err()
+		}
+	}
+	finish := func(err error) error {
+		wg.Wait()
+		if err != nil {
+			return err
+		}
+		if saveErr != nil {
+			return fatalError{saveErr}
+		}
+		// The file may have changed while it was read: record what was read.
+		j.node.Size = size
+		j.node.Content = content
+		return nil
+	}
+
+	// Small files (below the minimum chunk size: one chunk) are read in one
+	// call into a pooled buffer; many run at once, since their cost is
+	// mostly waiting for the file system.
+	if min := a.repo.ChunkerParams().Min; !a.opt.Fixed && j.node.Size < uint64(min) {
+		buf := a.getBuf(int(j.node.Size) + 1)
+		n, err := io.ReadFull(f, *buf)
+		switch {
+		case err == nil:
+			// It grew past its size while we read: chunk it from the start.
+			a.putBuf(buf)
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return fmt.Errorf("archiver: read %s: %w", j.path, err)
+			}
+		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+			if n == 0 {
+				a.putBuf(buf)
+				return finish(nil)
+			}
+			return finish(emit((*buf)[:n], buf))
+		default:
+			a.putBuf(buf)
+			return fmt.Errorf("archiver: read %s: %w", j.path, err)
+		}
+	}
+
+	// Large files: content-defined chunks, at most one large file per CPU.
+	select {
+	case a.bigFiles <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-a.bigFiles }()
 	if *ch == nil {
 		if a.opt.Fixed {
 			*ch = chunker.NewFixed(f, chunker.ImageBlockSize)
@@ -605,54 +698,19 @@ func (a *archiver) readFile(ctx context.Context, j *fileJob, ch **chunker.Chunke
 	} else {
 		(*ch).Reset(f)
 	}
-	var (
-		content []tree.Chunk
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		saveErr error
-		size    uint64
-	)
 	for {
 		data, err := (*ch).Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			wg.Wait()
-			return fmt.Errorf("archiver: read %s: %w", j.path, err)
+			return finish(fmt.Errorf("archiver: read %s: %w", j.path, err))
 		}
-		id := hasher.Sum(data)
-		content = append(content, tree.Chunk{ID: id, Size: uint32(len(data))})
-		size += uint64(len(data))
-		a.prog.Bytes.Add(uint64(len(data)))
-		a.prog.ReadBytes.Add(uint64(len(data)))
-		has, err := a.repo.HasBlob(blob.Data, id)
-		if err != nil {
-			wg.Wait()
-			return fatalError{err}
-		}
-		if has {
-			continue
-		}
-		buf := a.getBuf(len(data))
-		copy(*buf, data)
-		wg.Add(1)
-		select {
-		case a.chunkQ <- chunkJob{id: id, data: (*buf)[:len(data)], buf: buf, wg: &wg, errp: &saveErr, mu: &mu}:
-		case <-ctx.Done():
-			wg.Done()
-			wg.Wait()
-			return ctx.Err()
+		if err := emit(data, nil); err != nil {
+			return finish(err)
 		}
 	}
-	wg.Wait()
-	if saveErr != nil {
-		return fatalError{saveErr}
-	}
-	// The file may have changed while it was read: record what was read.
-	j.node.Size = size
-	j.node.Content = content
-	return nil
+	return finish(nil)
 }
 
 func (a *archiver) chunkWorker(ctx context.Context) {
