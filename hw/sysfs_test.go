@@ -1,0 +1,193 @@
+package hw
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// fakeSysfs materializes testdata/sysfs fixtures (see its README) in a
+// temporary folder and returns its path.
+func fakeSysfs(t testing.TB, fixtures ...string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, name := range fixtures {
+		applyFixture(t, root, filepath.Join("testdata", "sysfs", name+".txt"))
+	}
+	return root
+}
+
+func applyFixture(t testing.TB, root, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		kind, rest, _ := strings.Cut(line, " ")
+		switch kind {
+		case "L":
+			p, target, ok := strings.Cut(rest, " -> ")
+			if !ok {
+				t.Fatalf("%s: bad link line %q", path, line)
+			}
+			full := filepath.Join(root, p)
+			mustMkdir(t, filepath.Dir(full))
+			if err := os.Symlink(target, full); err != nil {
+				t.Fatal(err)
+			}
+		case "F":
+			p, content, _ := strings.Cut(rest, " ")
+			data := content + "\n"
+			if strings.HasPrefix(content, `"`) {
+				s, err := strconv.Unquote(content)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", path, line, err)
+				}
+				data = s
+			}
+			full := filepath.Join(root, p)
+			mustMkdir(t, filepath.Dir(full))
+			if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "D":
+			mustMkdir(t, filepath.Join(root, rest))
+		default:
+			t.Fatalf("%s: bad line %q", path, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustMkdir(t testing.TB, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDiscover(t *testing.T) {
+	root := fakeSysfs(t, "virtio", "usb", "sata", "nvme")
+	disks, err := Discover(context.Background(), DiscoverOptions{SysRoot: root, DevRoot: "/dev", MountInfo: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Disk{}
+	var names []string
+	for _, d := range disks {
+		got[d.Name] = d
+		names = append(names, d.Name)
+	}
+	if want := []string{"mmcblk0", "nvme0n1", "sda", "sdb", "vda"}; !reflect.DeepEqual(names, want) {
+		t.Fatalf("disks %v, want %v (loop and eMMC boot areas skipped)", names, want)
+	}
+	for _, tc := range []struct {
+		name                   string
+		transport              Transport
+		vendor, model, serial  string
+		wwid                   string
+		size                   int64
+		ro                     bool
+		parts                  []int
+		firstStart, firstBytes int64
+		identity               string
+	}{
+		{name: "sda", transport: TransportUSB, vendor: "Samsung", model: "SSD 870 EVO 1TB", serial: "0000000000001E5A",
+			size: 1953525168 * 512, parts: []int{1}, firstStart: 2048 * 512, firstBytes: 1953523087 * 512,
+			identity: "SSD 870 EVO 1TB 0000000000001E5A"},
+		{name: "sdb", transport: TransportSATA, vendor: "ATA", model: "WDC WD40EFRX-68N", serial: "WD-WCC7K1234567",
+			wwid: "t10.ATA     WDC WD40EFRX-68N32N0                    WD-WCC7K1234567", size: 7814037168 * 512,
+			identity: "WDC WD40EFRX-68N WD-WCC7K1234567"},
+		{name: "nvme0n1", transport: TransportNVMe, model: "Samsung SSD 980 PRO 2TB", serial: "S6B0NL0T123456X",
+			wwid: "eui.002538b221b0a1c2", size: 3907029168 * 512, ro: true, identity: "Samsung SSD 980 PRO 2TB S6B0NL0T123456X"},
+		{name: "vda", transport: TransportVirtio, model: "virtio disk", serial: "2016647397191706", size: 536870912 * 512,
+			identity: "virtio disk 2016647397191706"},
+		{name: "mmcblk0", transport: TransportMMC, vendor: "0x000003", model: "SC32G", serial: "0x8a4c1d02", size: 62333952 * 512,
+			parts: []int{1, 4}, firstStart: 8192 * 512, firstBytes: 204800 * 512, identity: "SC32G 0x8a4c1d02"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := got[tc.name]
+			if d.Transport != tc.transport || d.Vendor != tc.vendor || d.Model != tc.model || d.Serial != tc.serial ||
+				d.WWID != tc.wwid || d.SizeBytes != tc.size || d.ReadOnly != tc.ro {
+				t.Errorf("got %+v\nwant %+v", d, tc)
+			}
+			if d.Path != "/dev/"+tc.name {
+				t.Errorf("path %q", d.Path)
+			}
+			if d.Identity() != tc.identity {
+				t.Errorf("identity %q, want %q", d.Identity(), tc.identity)
+			}
+			var parts []int
+			for _, p := range d.Partitions {
+				parts = append(parts, p.Number)
+			}
+			if !reflect.DeepEqual(parts, tc.parts) {
+				t.Fatalf("partitions %v, want %v", parts, tc.parts)
+			}
+			if len(parts) > 0 && (d.Partitions[0].StartBytes != tc.firstStart || d.Partitions[0].SizeBytes != tc.firstBytes) {
+				t.Errorf("first partition %+v", d.Partitions[0])
+			}
+		})
+	}
+
+	all, err := Discover(context.Background(), DiscoverOptions{SysRoot: root, MountInfo: "-", Virtual: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 7 {
+		t.Errorf("with Virtual: %d disks, want 7 (loop0 and mmcblk0boot0 too)", len(all))
+	}
+}
+
+func TestDiscoverMounted(t *testing.T) {
+	root := fakeSysfs(t, "usb")
+	mi := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(mi, []byte("1 0 179:2 / / ro,relatime - squashfs /dev/mmcblk0p2 ro\n"+
+		"2 1 179:4 / /perm rw,relatime - ext4 /dev/mmcblk0p4 rw\n"), 0o644)
+	disks, err := Discover(context.Background(), DiscoverOptions{SysRoot: root, MountInfo: mi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range disks {
+		switch d.Name {
+		case "mmcblk0":
+			if !reflect.DeepEqual(d.Mounted, []string{"/perm"}) {
+				t.Errorf("mmcblk0 mounted %v, want [/perm]", d.Mounted)
+			}
+		default:
+			if len(d.Mounted) != 0 {
+				t.Errorf("%s mounted %v", d.Name, d.Mounted)
+			}
+		}
+	}
+	if _, err := FindDisk(context.Background(), DiscoverOptions{SysRoot: root, MountInfo: "-"}, "sdz"); err == nil {
+		t.Error("FindDisk of a missing disk succeeded")
+	}
+	if _, err := FindDisk(context.Background(), DiscoverOptions{SysRoot: root, MountInfo: "-"}, "../sda"); err == nil {
+		t.Error("FindDisk accepted a path")
+	}
+	d, err := FindDisk(context.Background(), DiscoverOptions{SysRoot: root, MountInfo: mi}, "/dev/mmcblk0")
+	if err != nil || d.Name != "mmcblk0" || len(d.Mounted) != 1 {
+		t.Errorf("FindDisk: %+v, %v", d, err)
+	}
+}
+
+func TestDiscoverMissingRoot(t *testing.T) {
+	if _, err := Discover(context.Background(), DiscoverOptions{SysRoot: filepath.Join(t.TempDir(), "nope")}); err == nil {
+		t.Fatal("no error for a missing sysfs")
+	}
+}
