@@ -1,0 +1,414 @@
+package sharefs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/arkbox/arkbox/storage/catalog"
+	"github.com/arkbox/arkbox/storage/internal/testrepo"
+	"github.com/arkbox/arkbox/storage/repo"
+	"github.com/arkbox/arkbox/storage/restorer"
+)
+
+type fixture struct {
+	t     *testing.T
+	tr    *testrepo.Repo
+	store *Store
+	sh    *Share
+	dir   string
+}
+
+func newFixture(t *testing.T) *fixture {
+	tr := testrepo.New(t, repo.Options{PackSize: 256 << 10})
+	f := &fixture{t: t, tr: tr, dir: t.TempDir()}
+	f.open()
+	sh, err := f.store.CreateShare("docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sh = sh
+	return f
+}
+
+func (f *fixture) open() {
+	st, err := Open(context.Background(), f.tr.Repository, f.tr.Cat, filepath.Join(f.dir, "staging"), Options{CommitDelay: time.Hour})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.store = st
+	if f.sh != nil {
+		f.sh, err = st.Share("docs")
+		if err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// restart closes everything and opens it again, as after a clean restart.
+func (f *fixture) restart() {
+	if err := f.store.Close(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+	f.tr.Reopen(f.t)
+	f.open()
+}
+
+// dump lists a tree as path → description, for comparison.
+func dumpShare(t *testing.T, sh *Share) map[string]string {
+	out := map[string]string{}
+	var walk func(ino uint64, p string)
+	walk = func(ino uint64, p string) {
+		ents, err := sh.ReadDir(ino)
+		if err != nil {
+			t.Fatalf("readdir %s: %v", p, err)
+		}
+		for _, e := range ents {
+			q := path.Join(p, e.Name)
+			switch e.Inode.Type {
+			case 1:
+				fh, err := sh.OpenFile(e.Inode.Ino, false, false)
+				if err != nil {
+					t.Fatalf("open %s: %v", q, err)
+				}
+				b, err := io.ReadAll(io.NewSectionReader(fh, 0, int64(e.Inode.Size)+10))
+				fh.Close()
+				if err != nil {
+					t.Fatalf("read %s: %v", q, err)
+				}
+				out[q] = fmt.Sprintf("file %o %x", e.Inode.Mode, b)
+			case 2:
+				out[q] = fmt.Sprintf("dir %o", e.Inode.Mode)
+				walk(e.Inode.Ino, q)
+			case 3:
+				out[q] = "symlink " + e.Inode.Target
+			}
+		}
+	}
+	walk(RootIno, "/")
+	return out
+}
+
+func dumpDir(t *testing.T, root string) map[string]string {
+	out := map[string]string{}
+	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		q := "/" + filepath.ToSlash(rel)
+		fi, _ := os.Lstat(p)
+		switch {
+		case fi.Mode().IsRegular():
+			b, _ := os.ReadFile(p)
+			out[q] = fmt.Sprintf("file %o %x", fi.Mode().Perm(), b)
+		case fi.IsDir():
+			out[q] = fmt.Sprintf("dir %o", fi.Mode().Perm())
+		case fi.Mode()&fs.ModeSymlink != 0:
+			tg, _ := os.Readlink(p)
+			out[q] = "symlink " + tg
+		}
+		return nil
+	})
+	return out
+}
+
+func diffMaps(a, b map[string]string) string {
+	var keys []string
+	for k := range a {
+		keys = append(keys, k)
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	var sb strings.Builder
+	for _, k := range keys {
+		if a[k] != b[k] {
+			av, bv := a[k], b[k]
+			if len(av) > 60 {
+				av = av[:60] + "…"
+			}
+			if len(bv) > 60 {
+				bv = bv[:60] + "…"
+			}
+			fmt.Fprintf(&sb, "%s: share %q, model %q\n", k, av, bv)
+		}
+	}
+	return sb.String()
+}
+
+func (f *fixture) resolveParent(p string) (uint64, string) {
+	dir, name := path.Split(p)
+	in, err := f.sh.Resolve(dir)
+	if err != nil {
+		return 0, name
+	}
+	return in.Ino, name
+}
+
+// TestModel applies random operations to a share and to a plain directory
+// and compares them after each step, with commits, snapshots (restored and
+// compared too) and restarts interleaved.
+func TestModel(t *testing.T) {
+	seeds := []uint64{1, 2, 3}
+	if testing.Short() {
+		seeds = seeds[:1]
+	}
+	// ARKBOX_MODEL_SEEDS=N runs N more seeds, for a longer search.
+	if n, err := strconv.Atoi(os.Getenv("ARKBOX_MODEL_SEEDS")); err == nil {
+		for i := 0; i < n; i++ {
+			seeds = append(seeds, uint64(1000+i))
+		}
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, 300) })
+	}
+}
+
+func runModel(t *testing.T, seed uint64, steps int) {
+	ctx := context.Background()
+	f := newFixture(t)
+	model := filepath.Join(t.TempDir(), "model")
+	os.Mkdir(model, 0o755)
+	rng := rand.New(rand.NewPCG(seed, 99))
+	names := []string{"a", "b", "c", "d.txt", "e f", "ü"}
+	randPath := func(depth int) string {
+		p := ""
+		for i := 0; i <= rng.IntN(depth+1); i++ {
+			p += "/" + names[rng.IntN(len(names))]
+		}
+		return p
+	}
+	type handle struct {
+		fh *File
+		p  string
+	}
+	var handles []handle
+	type snapState struct {
+		sn   *repo.Snapshot
+		want map[string]string
+	}
+	var snaps []snapState
+	done := map[string]int{}
+	existingFile := func() string {
+		var files []string
+		for q, v := range dumpDir(t, model) {
+			if strings.HasPrefix(v, "file") {
+				files = append(files, q)
+			}
+		}
+		if len(files) == 0 {
+			return randPath(2)
+		}
+		sort.Strings(files)
+		return files[rng.IntN(len(files))]
+	}
+	for step := 0; step < steps; step++ {
+		p := randPath(2)
+		if rng.IntN(2) == 0 {
+			p = existingFile()
+		}
+		mp := filepath.Join(model, p)
+		parent, name := f.resolveParent(p)
+		op := rng.IntN(15)
+		before := dumpDir(t, model)
+		var desc string
+		var shErr, modErr error
+		switch op {
+		case 0, 1: // create or overwrite a file with content
+			data := make([]byte, rng.IntN(3)*rng.IntN(300<<10))
+			for i := range data {
+				data[i] = byte(rng.IntN(4))
+			}
+			desc = fmt.Sprintf("write %s (%d bytes)", p, len(data))
+			modErr = os.WriteFile(mp, data, 0o644)
+			if modErr == nil {
+				in, err := f.sh.Lookup(parent, name)
+				if errors.Is(err, ErrNotExist) {
+					in, err = f.sh.Create(parent, name, 0o644, 0, 0)
+				}
+				if err == nil {
+					var fh *File
+					fh, err = f.sh.OpenFile(in.Ino, true, true)
+					if err == nil {
+						_, err = fh.WriteAt(data, 0)
+						if cerr := fh.Close(); err == nil {
+							err = cerr
+						}
+					}
+				}
+				shErr = err
+			} else {
+				shErr = modErr // skip: the model refused (e.g. parent missing)
+			}
+		case 2: // write in the middle of an existing file, through a kept handle
+			in, err := f.sh.Resolve(p)
+			fi, serr := os.Lstat(mp)
+			if err != nil || serr != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			off := rng.Int64N(int64(in.Size) + 10)
+			data := bytes.Repeat([]byte{byte(step)}, 1+rng.IntN(70000))
+			desc = fmt.Sprintf("pwrite %s at %d (%d bytes)", p, off, len(data))
+			mf, _ := os.OpenFile(mp, os.O_WRONLY, 0)
+			mf.WriteAt(data, off)
+			mf.Close()
+			fh, err := f.sh.OpenFile(in.Ino, true, false)
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			if _, err := fh.WriteAt(data, off); err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			if rng.IntN(2) == 0 {
+				handles = append(handles, handle{fh, p})
+			} else if err := fh.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 3:
+			desc = "mkdir " + p
+			modErr = os.Mkdir(mp, 0o755)
+			_, shErr = f.sh.Mkdir(parent, name, 0o755, 0, 0)
+			if parent == 0 {
+				shErr = fs.ErrNotExist
+			}
+		case 4:
+			desc = "remove " + p
+			modErr = syscallRemove(mp)
+			shErr = f.sh.Remove(parent, name)
+			if parent == 0 {
+				shErr = fs.ErrNotExist
+			}
+		case 5:
+			q := randPath(2)
+			desc = "rename " + p + " -> " + q
+			if strings.HasPrefix(q+"/", p+"/") {
+				continue // into itself: both refuse, differently
+			}
+			np, nn := f.resolveParent(q)
+			// syscall.Rename: os.Rename refuses to replace a directory.
+			modErr = syscall.Rename(mp, filepath.Join(model, q))
+			if parent == 0 || np == 0 {
+				shErr = fs.ErrNotExist
+			} else {
+				shErr = f.sh.Rename(parent, name, np, nn)
+			}
+		case 6:
+			desc = "symlink " + p
+			modErr = os.Symlink("../target/"+name, mp)
+			_, shErr = f.sh.Symlink(parent, name, "../target/"+name, 0, 0)
+			if parent == 0 {
+				shErr = fs.ErrNotExist
+			}
+		case 7:
+			in, err := f.sh.Resolve(p)
+			if err != nil {
+				continue
+			}
+			mode := uint32(0o600 + rng.IntN(0o177))
+			desc = fmt.Sprintf("chmod %s %o", p, mode)
+			if in.Type == 3 {
+				continue
+			}
+			os.Chmod(mp, os.FileMode(mode))
+			_, shErr = f.sh.SetAttr(in.Ino, SetAttr{Mode: &mode})
+		case 8:
+			in, err := f.sh.Resolve(p)
+			fi, serr := os.Lstat(mp)
+			if err != nil || serr != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			size := uint64(rng.IntN(int(in.Size) + 5000))
+			desc = fmt.Sprintf("truncate %s %d", p, size)
+			os.Truncate(mp, int64(size))
+			_, shErr = f.sh.SetAttr(in.Ino, SetAttr{Size: &size})
+		case 9:
+			desc = "close handles"
+			for _, h := range handles {
+				if err := h.fh.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			handles = nil
+		case 10:
+			desc = "commit"
+			if err := f.sh.CommitAll(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+		case 11, 12:
+			desc = "snapshot"
+			sn, err := f.sh.Snapshot(ctx, time.Now(), nil)
+			if err != nil {
+				t.Fatalf("step %d snapshot: %v", step, err)
+			}
+			snaps = append(snaps, snapState{sn, dumpDir(t, model)})
+		case 14:
+			in, err := f.sh.Resolve(p)
+			fi, serr := os.Lstat(mp)
+			if err != nil || serr != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			q := randPath(2)
+			desc = "link " + p + " -> " + q
+			np, nn := f.resolveParent(q)
+			modErr = os.Link(mp, filepath.Join(model, q))
+			if np == 0 {
+				shErr = fs.ErrNotExist
+			} else {
+				_, shErr = f.sh.Link(in.Ino, np, nn)
+			}
+		case 13:
+			desc = "restart"
+			for _, h := range handles {
+				h.fh.Close()
+			}
+			handles = nil
+			f.restart()
+		}
+		done[desc[:strings.IndexByte(desc+" ", ' ')]]++
+		if (shErr == nil) != (modErr == nil) {
+			t.Logf("before: %s", diffMaps(before, nil))
+			t.Fatalf("step %d %s: share error %v, model error %v", step, desc, shErr, modErr)
+		}
+		if d := diffMaps(dumpShare(t, f.sh), dumpDir(t, model)); d != "" {
+			t.Fatalf("step %d %s: share differs from the model:\n%s", step, desc, d)
+		}
+	}
+	for _, h := range handles {
+		h.fh.Close()
+	}
+	t.Logf("operations: %v", done)
+	// Every snapshot restores to what the model held at its time.
+	for i, s := range snaps {
+		dst := t.TempDir()
+		if _, err := restorer.Run(ctx, f.tr.Repository, s.sn, restorer.Options{Target: dst}); err != nil {
+			t.Fatalf("restore snapshot %d: %v", i, err)
+		}
+		if d := diffMaps(dumpDir(t, dst), s.want); d != "" {
+			t.Fatalf("snapshot %d differs from the model at its time:\n%s", i, d)
+		}
+	}
+	_ = catalog.Version
+}
+
+// syscallRemove removes a file or an empty directory like the share does.
+func syscallRemove(p string) error { return os.Remove(p) }

@@ -1,0 +1,190 @@
+package sharefs
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/arkbox/arkbox/storage/blob"
+	"github.com/arkbox/arkbox/storage/repo"
+	"github.com/arkbox/arkbox/storage/tree"
+	bolt "go.etcd.io/bbolt"
+)
+
+// SourcePrefix prefixes the source name of share snapshots.
+const SourcePrefix = "share:"
+
+// Snapshot freezes the share into tree objects and a snapshot object. Files
+// closed since their last write are committed first; files open for
+// writing are captured as they are at that moment. Directories unchanged
+// since the previous snapshot reuse their tree ids, so the work is
+// proportional to what changed.
+func (sh *Share) Snapshot(ctx context.Context, at time.Time, tags []string) (*repo.Snapshot, error) {
+	start := time.Now()
+	if err := sh.CommitAll(ctx, true); err != nil {
+		return nil, err
+	}
+	// Files open for writing: capture their current content.
+	sh.mu.Lock()
+	var open []*openFile
+	for _, of := range sh.open {
+		of.mu.Lock()
+		if of.staging != nil {
+			open = append(open, of)
+		}
+		of.mu.Unlock()
+	}
+	sh.mu.Unlock()
+	overrides := map[uint64][]tree.Chunk{}
+	for _, of := range open {
+		of.mu.Lock()
+		size := of.size
+		of.mu.Unlock()
+		cs, err := sh.chunkStaging(ctx, of.ino, size)
+		if err != nil {
+			return nil, fmt.Errorf("sharefs: snapshot %s: capture open file %d: %w", sh.name, of.ino, err)
+		}
+		overrides[of.ino] = cs
+	}
+
+	sh.meta.Lock()
+	b := &treeBuilder{sh: sh, ctx: ctx, overrides: overrides}
+	rootID, _, err := b.dir(RootIno)
+	if err == nil && len(b.valid) > 0 {
+		err = sh.updateNoLock(func(bk *bolt.Bucket) error {
+			for ino, id := range b.valid {
+				in, err := getInode(bk, ino)
+				if err != nil {
+					return err
+				}
+				in.Tree, in.TreeValid = id, true
+				if err := putInode(bk, in); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	sh.meta.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("sharefs: snapshot %s: %w", sh.name, err)
+	}
+	r := sh.store.repo
+	if err := r.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("sharefs: snapshot %s: %w", sh.name, err)
+	}
+	host, _ := os.Hostname()
+	sn := &repo.Snapshot{Time: at.UTC(), Source: SourcePrefix + sh.name, Host: host, Paths: []string{"/"}, Tags: tags, Tree: rootID}
+	sn.Stats = b.stats
+	sn.Stats.Duration = time.Since(start)
+	// The parent is the previous snapshot of this share.
+	if snaps, err := r.Snapshots(); err == nil {
+		for i := len(snaps) - 1; i >= 0; i-- {
+			if snaps[i].Source == sn.Source {
+				id := snaps[i].ID
+				sn.Parent = &id
+				break
+			}
+		}
+	}
+	if _, err := r.SaveSnapshot(ctx, sn); err != nil {
+		return nil, fmt.Errorf("sharefs: snapshot %s: %w", sh.name, err)
+	}
+	return sn, nil
+}
+
+type treeBuilder struct {
+	sh        *Share
+	ctx       context.Context
+	overrides map[uint64][]tree.Chunk
+	valid     map[uint64]blob.ID // directories whose new tree id can be cached
+	stats     repo.SnapshotStats
+}
+
+// dir returns the tree id of directory ino and whether it may be cached
+// (false when it holds a file captured while open).
+func (b *treeBuilder) dir(ino uint64) (blob.ID, bool, error) {
+	var (
+		dirIn *Inode
+		ents  []DirEntry
+	)
+	err := b.sh.view(func(bk *bolt.Bucket) error {
+		var err error
+		dirIn, err = getInode(bk, ino)
+		if err != nil || dirIn.TreeValid {
+			return err
+		}
+		prefix := inoKey(ino)
+		c := bk.Bucket(bDirents).Cursor()
+		for k, v := c.Seek(prefix); k != nil && string(k[:8]) == string(prefix); k, v = c.Next() {
+			in, err := getInode(bk, binary.BigEndian.Uint64(v))
+			if err != nil {
+				return err
+			}
+			ents = append(ents, DirEntry{Name: string(k[8:]), Inode: in})
+		}
+		return nil
+	})
+	if err != nil {
+		return blob.ID{}, false, err
+	}
+	if dirIn.TreeValid {
+		return dirIn.Tree, true, nil
+	}
+	b.stats.Dirs++
+	cacheable := true
+	t := &tree.Tree{Nodes: make([]tree.Node, 0, len(ents))}
+	for _, e := range ents {
+		n := e.Inode.Node(e.Name)
+		switch e.Inode.Type {
+		case tree.Dir:
+			id, ok, err := b.dir(e.Inode.Ino)
+			if err != nil {
+				return blob.ID{}, false, err
+			}
+			n.Subtree = id
+			cacheable = cacheable && ok
+		case tree.File:
+			b.stats.Files++
+			if cs, ok := b.overrides[e.Inode.Ino]; ok {
+				n.Content, n.Size = cs, sumChunks(cs)
+				cacheable = false
+			} else if e.Inode.Staged {
+				// Staged after the commit pass (opened, written and
+				// closed meanwhile): capture it now.
+				cs, err := b.sh.chunkStaging(b.ctx, e.Inode.Ino, e.Inode.Size)
+				if err != nil {
+					return blob.ID{}, false, err
+				}
+				n.Content, n.Size = cs, sumChunks(cs)
+				cacheable = false
+			}
+			b.stats.Bytes += n.Size
+		default:
+			b.stats.Others++
+		}
+		t.Nodes = append(t.Nodes, n)
+	}
+	t.Sort()
+	id, err := b.sh.store.repo.SaveTree(b.ctx, t)
+	if err != nil {
+		return blob.ID{}, false, err
+	}
+	if cacheable {
+		if b.valid == nil {
+			b.valid = map[uint64]blob.ID{}
+		}
+		b.valid[ino] = id
+	}
+	return id, cacheable, nil
+}
+
+func sumChunks(cs []tree.Chunk) uint64 {
+	var n uint64
+	for _, c := range cs {
+		n += uint64(c.Size)
+	}
+	return n
+}
