@@ -76,13 +76,15 @@ func (l *LED) steady(on bool) error {
 }
 
 func (l *LED) blink(onMs, offMs int) error {
-	if !strings.Contains(" "+strings.NewReplacer("[", "", "]", "").Replace(l.read("trigger"))+" ", " timer ") {
-		// Without the timer trigger the heartbeat trigger still says "not steady".
-		return l.write("trigger", "heartbeat")
-	}
 	if err := l.write("trigger", "timer"); err != nil {
-		return err
+		// A kernel without the timer trigger (EINVAL): the heartbeat
+		// trigger still says "not steady".
+		if err2 := l.write("trigger", "heartbeat"); err2 != nil {
+			return err
+		}
+		return nil
 	}
+	// The timer trigger creates delay_on and delay_off.
 	if err := l.write("delay_on", fmt.Sprint(onMs)); err != nil {
 		return err
 	}

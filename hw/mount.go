@@ -189,14 +189,18 @@ var ErrNoSuchFilesystem = errors.New("no filesystem with that UUID")
 // the partition but its node is missing under DevRoot (no udev), the node
 // is created from the partition's major:minor.
 func FindFilesystem(ctx context.Context, opts DiscoverOptions, uuid string) (string, error) {
-	opts.Probe = true
+	opts.Probe = false
 	disks, err := Discover(ctx, opts)
 	if err != nil {
 		return "", err
 	}
+	var unread error
 	for _, d := range disks {
-		c := d.Content
-		if c == nil {
+		if d.SizeBytes == 0 {
+			continue
+		}
+		c, err := probeFile(ctx, d.Path, false)
+		if err != nil {
 			continue
 		}
 		if c.Filesystem != nil && strings.EqualFold(c.Filesystem.UUID, uuid) {
@@ -211,8 +215,11 @@ func FindFilesystem(ctx context.Context, opts DiscoverOptions, uuid string) (str
 					return ensureNode(p.Path, p.Dev)
 				}
 			}
-			return "", fmt.Errorf("%s partition %d: the kernel has not read the partition table", d.Name, pc.Number)
+			unread = fmt.Errorf("%s partition %d: the kernel has not read the partition table", d.Name, pc.Number)
 		}
+	}
+	if unread != nil {
+		return "", unread
 	}
 	return "", ErrNoSuchFilesystem
 }

@@ -107,10 +107,10 @@ func readPoolMarkerExt4(f *os.File, start, size int64) (m *PoolMarker, err error
 	if err != nil {
 		return nil, fmt.Errorf("read ext4: %w", err)
 	}
-	if _, err := fsys.Stat("/" + PoolMarkerPath); err != nil {
+	if _, err := fsys.Stat(PoolMarkerPath); err != nil {
 		return nil, nil // no marker (or no arkbox folder)
 	}
-	b, err := fsys.ReadFile("/" + PoolMarkerPath)
+	b, err := fsys.ReadFile(PoolMarkerPath)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", PoolMarkerPath, err)
 	}

@@ -60,8 +60,13 @@ const PartitionName = "arkbox"
 // LabelPrefix starts the ext4 label of every filesystem Adopt creates.
 const LabelPrefix = "arkbox"
 
-// ProbeFile opens a block device or image file read-only and probes it.
+// ProbeFile opens a block device or image file read-only and probes it,
+// pool markers included.
 func ProbeFile(ctx context.Context, path string) (*Content, error) {
+	return probeFile(ctx, path, true)
+}
+
+func probeFile(ctx context.Context, path string, markers bool) (*Content, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("hw: probe %s: %w", path, err)
@@ -75,7 +80,9 @@ func ProbeFile(ctx context.Context, path string) (*Content, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hw: probe %s: %w", path, err)
 	}
-	readPoolMarkers(ctx, f, c)
+	if markers {
+		readPoolMarkers(ctx, f, c)
+	}
 	c.Origin = c.origin()
 	return c, nil
 }
