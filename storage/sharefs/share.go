@@ -48,6 +48,15 @@ type SetAttr struct {
 	ATime *time.Time
 }
 
+// reserved reports whether name in parent is the snapshot folder, which
+// the live tree cannot contain.
+func reserved(parent uint64, name string) error {
+	if parent == RootIno && name == SnapshotsDir {
+		return fmt.Errorf("sharefs: %s is the read-only snapshot folder: %w", name, ErrReadOnly)
+	}
+	return nil
+}
+
 func validName(name string) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
 		return fmt.Errorf("sharefs: invalid name %q: %w", name, ErrInvalid)
@@ -265,6 +274,9 @@ func (sh *Share) create(parent uint64, name string, in *Inode) (*Inode, error) {
 	if err := validName(name); err != nil {
 		return nil, err
 	}
+	if err := reserved(parent, name); err != nil {
+		return nil, err
+	}
 	now := sh.store.opt.Now().UnixNano()
 	in.MTime, in.CTime = now, now
 	in.Parents = []uint64{parent}
@@ -327,6 +339,9 @@ func (sh *Share) Symlink(parent uint64, name, target string, uid, gid uint32) (*
 // Link adds a hard link to file ino as newName in newParent.
 func (sh *Share) Link(ino, newParent uint64, newName string) (*Inode, error) {
 	if err := validName(newName); err != nil {
+		return nil, err
+	}
+	if err := reserved(newParent, newName); err != nil {
 		return nil, err
 	}
 	var in *Inode
@@ -497,6 +512,9 @@ func isAncestor(b *bolt.Bucket, a, dir uint64) (bool, error) {
 // replacing an existing file, or an empty directory by a directory.
 func (sh *Share) Rename(oldParent uint64, oldName string, newParent uint64, newName string) error {
 	if err := validName(newName); err != nil {
+		return err
+	}
+	if err := reserved(newParent, newName); err != nil {
 		return err
 	}
 	sh.mu.Lock()
