@@ -55,6 +55,21 @@ type Options struct {
 	CommitDelay time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Capacity reports the storage's total and free bytes (the pool's);
+	// nil: the staging folder's file system.
+	Capacity func() (total, free uint64, err error)
+}
+
+// StatFS reports total and free bytes for protocols' statfs/statvfs.
+func (s *Store) StatFS() (total, free uint64, err error) {
+	if s.opt.Capacity != nil {
+		return s.opt.Capacity()
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.staging, &st); err != nil {
+		return 0, 0, fmt.Errorf("sharefs: statfs %s: %w", s.staging, err)
+	}
+	return st.Blocks * uint64(st.Bsize), st.Bavail * uint64(st.Bsize), nil
 }
 
 // Store holds every share of a repository.

@@ -129,3 +129,11 @@ func TestUnchangedSnapshotReusesTrees(t *testing.T) {
 		t.Fatalf("after one change: %d directories encoded, want 2 (the root and the changed one)", third.Stats.Dirs)
 	}
 }
+
+func TestStatFS(t *testing.T) {
+	f := newFixture(t)
+	total, free, err := f.store.StatFS()
+	if err != nil || total == 0 || free > total {
+		t.Fatalf("statfs: %d %d %v", total, free, err)
+	}
+}
