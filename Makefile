@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin/arkbox
 GOFLAGS ?=
 
-.PHONY: all build run test test-deps vet fmt-check unit bench fuzz clean
+.PHONY: all build run test test-deps vet fmt-check unit bench fuzz image vm-test clean
 
 all: build
 
@@ -39,6 +39,16 @@ fuzz:
 # Side-by-side benchmark against restic and kopia on real data.
 bench: build
 	./bench/run.sh $(BENCHFLAGS)
+
+# The gokrazy images (bin/arkbox-rpi.img, bin/arkbox-amd64.img), see doc/image.md.
+image:
+	./image/build.sh
+
+# Boots the amd64 image under qemu (software emulation) with three USB disks,
+# powers it off hard and boots it again.
+vm-test:
+	test -f bin/arkbox-amd64.img || ./image/build.sh amd64
+	./image/vmtest.sh bin/arkbox-amd64.img
 
 clean:
 	rm -rf bin

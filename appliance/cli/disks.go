@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/arkbox/arkbox/hw"
+)
+
+// cmdDisks lists the disks attached to the machine, what is on them, their
+// health and the board temperature.
+func cmdDisks(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("arkbox disks", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	sysfs := fs.String("sysfs", "/sys", "sysfs root (tests: a fake tree)")
+	dev := fs.String("dev", "/dev", "device directory")
+	smart := fs.Bool("smart", true, "read SMART health (needs root)")
+	rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	r, err := hw.Inventory(ctx, hw.InventoryOptions{SysRoot: *sysfs, DevRoot: *dev, SMART: *smart})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(e.stdout, r)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DISK\tBUS\tSIZE\tMODEL\tSERIAL\tCONTENT\tMOUNTED\tHEALTH")
+	for _, d := range r.Disks {
+		content := "?"
+		if d.Content != nil {
+			content = string(d.Content.Origin)
+			if m := d.Content.PoolMember(); m != nil && len(m.Pool) >= 8 {
+				content = "pool " + m.Pool[:8]
+			} else if d.Content.Table != "" {
+				content += " (" + d.Content.Table + ")"
+			}
+		} else if d.ProbeError != "" {
+			content = "unreadable"
+		}
+		health := "-"
+		switch {
+		case d.Health != nil && len(d.Health.Warnings) == 0:
+			health = "ok"
+			if d.Health.TemperatureC >= 0 {
+				health += fmt.Sprintf(" %d°C", d.Health.TemperatureC)
+			}
+		case d.Health != nil:
+			health = fmt.Sprintf("%d warning(s)", len(d.Health.Warnings))
+		}
+		mounted := strings.Join(d.Mounted, ",")
+		if mounted == "" {
+			mounted = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.1f GB\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Transport, float64(d.SizeBytes)/1e9,
+			orDash(d.Model), orDash(d.Serial), content, mounted, health)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, z := range r.Thermal {
+		fmt.Fprintf(e.stdout, "temperature %s (%s): %.1f °C\n", z.Name, z.Type, z.Celsius)
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(e.stdout, "warning: %s\n", w)
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
