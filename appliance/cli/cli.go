@@ -137,7 +137,7 @@ func explain(err error) string {
 	case errors.Is(err, syscall.ENOSPC):
 		return msg + " — a disk is full: free space (forget + prune) or add a disk; nothing incomplete was kept"
 	case errors.Is(err, context.Canceled):
-		return "interrupted; nothing incomplete was kept"
+		return "interrupted"
 	}
 	return msg
 }
@@ -172,7 +172,10 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {

@@ -119,3 +119,50 @@ func (m *MarkSet) Drop() error {
 		return root.DeleteBucket(m.name)
 	})
 }
+
+// ForEach calls fn for every mark (flushing first). fn must not change the
+// mark set.
+func (m *MarkSet) ForEach(fn func(blob.Type, blob.ID) error) error {
+	if err := m.Flush(); err != nil {
+		return err
+	}
+	// Collect in batches outside the read transaction so fn may use the
+	// catalog.
+	var after []byte
+	for {
+		var batch [][33]byte
+		err := m.c.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bMarks).Bucket(m.name).Cursor()
+			var k []byte
+			if after == nil {
+				k, _ = c.First()
+			} else {
+				k, _ = c.Seek(after)
+				if k != nil && string(k) == string(after) {
+					k, _ = c.Next()
+				}
+			}
+			for ; k != nil && len(batch) < 4096; k, _ = c.Next() {
+				var key [33]byte
+				copy(key[:], k)
+				batch = append(batch, key)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, k := range batch {
+			var id blob.ID
+			copy(id[:], k[1:])
+			if err := fn(blob.Type(k[0]), id); err != nil {
+				return err
+			}
+		}
+		last := batch[len(batch)-1]
+		after = append([]byte(nil), last[:]...)
+	}
+}

@@ -151,6 +151,24 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 	if err != nil {
 		return nil, fmt.Errorf("prune: list packs: %w", err)
 	}
+	// Every blob a snapshot needs must be indexed in a pack that stays.
+	// Blobs found only in unindexed packs (an interrupted backup or prune)
+	// get those packs indexed again; blobs found nowhere stop the prune
+	// before anything is deleted.
+	rescued, err := rescueUnindexed(ctx, r, marks, unindexed, opt.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	if len(rescued) > 0 {
+		keepUnindexed := unindexed[:0]
+		for _, id := range unindexed {
+			if !rescued[id] {
+				keepUnindexed = append(keepUnindexed, id)
+			}
+		}
+		unindexed = keepUnindexed
+		log.Warn("prune: indexed packs that snapshots need but no index listed", "packs", len(rescued))
+	}
 	rep.PacksDeleted = len(deletePacks) + len(unindexed)
 	rep.PacksRepacked = len(repackPacks)
 	rep.UnindexedPacks = len(unindexed)
@@ -323,6 +341,73 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 	}
 	log.Info("prune done", "deleted", rep.PacksDeleted, "repacked", rep.PacksRepacked, "freed", rep.BytesFreed)
 	return rep, nil
+}
+
+// rescueUnindexed checks that every marked blob is indexed. For those that
+// are not, it reads the headers of the unindexed packs and writes an index
+// for the packs that hold them. It returns the packs it indexed, and fails
+// when a needed blob is in no pack at all.
+func rescueUnindexed(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, unindexed []objstore.ID, dryRun bool) (map[objstore.ID]bool, error) {
+	cat := r.Catalog()
+	missing := map[[33]byte]bool{}
+	err := marks.ForEach(func(t blob.Type, id blob.ID) error {
+		if _, ok, err := cat.LookupBlob(t, id); err != nil {
+			return err
+		} else if !ok {
+			var k [33]byte
+			k[0] = byte(t)
+			copy(k[1:], id[:])
+			missing[k] = true
+		}
+		return nil
+	})
+	if err != nil || len(missing) == 0 {
+		return nil, err
+	}
+	rescued := map[objstore.ID]bool{}
+	var packs []catalog.IndexedPack
+	for _, pid := range unindexed {
+		info, err := r.Store().Stat(ctx, objstore.KindPack, pid)
+		if err != nil {
+			return nil, err
+		}
+		ents, err := r.ReadPackHeader(ctx, pid, info.Size)
+		if err != nil {
+			continue // unreadable: it cannot rescue anything
+		}
+		useful := false
+		for _, e := range ents {
+			var k [33]byte
+			k[0] = byte(e.Type)
+			copy(k[1:], e.ID[:])
+			if missing[k] {
+				useful = true
+				delete(missing, k)
+			}
+		}
+		if !useful {
+			continue
+		}
+		ip := catalog.IndexedPack{ID: pid, Size: uint32(info.Size)}
+		for _, e := range ents {
+			ip.Blobs = append(ip.Blobs, catalog.IndexedBlob{Type: e.Type, ID: e.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})
+		}
+		packs = append(packs, ip)
+		rescued[pid] = true
+	}
+	if len(missing) > 0 {
+		for k := range missing {
+			var id blob.ID
+			copy(id[:], k[1:])
+			return nil, fmt.Errorf("prune: %d blobs that snapshots need are in no pack (for example %s blob %s); nothing was deleted: run `arkbox check` to find the damaged snapshots", len(missing), blob.Type(k[0]), id.Short())
+		}
+	}
+	if len(packs) > 0 && !dryRun {
+		if _, err := r.SaveIndex(ctx, &repo.Index{Packs: packs}); err != nil {
+			return nil, err
+		}
+	}
+	return rescued, nil
 }
 
 // headerBytes estimates the pack header and trailer for n blobs (sealing

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/arkbox/arkbox/storage/crypto"
 	"github.com/arkbox/arkbox/storage/objstore"
@@ -12,10 +13,21 @@ import (
 
 // KeyInfo describes one key file (one passphrase slot).
 type KeyInfo struct {
-	ID      objstore.ID      `json:"id"`
-	Meta    crypto.KeyMeta   `json:"meta"`
-	KDF     crypto.KDFParams `json:"kdf"`
-	Current bool             `json:"current"`
+	ID      objstore.ID    `json:"id"`
+	Meta    crypto.KeyMeta `json:"-"`
+	Created time.Time      `json:"created"`
+	Host    string         `json:"host"`
+	User    string         `json:"user"`
+	Label   string         `json:"label"`
+	KDF     KDFInfo        `json:"kdf"`
+	Current bool           `json:"current"`
+}
+
+// KDFInfo describes a key file's argon2id parameters.
+type KDFInfo struct {
+	Time      uint32 `json:"time"`
+	MemoryKiB uint32 `json:"memory_kib"`
+	Threads   uint8  `json:"threads"`
 }
 
 // AddKey wraps the master key with a new passphrase and stores it.
@@ -42,7 +54,8 @@ func (r *Repository) Keys(ctx context.Context) ([]KeyInfo, error) {
 		if err != nil {
 			return fmt.Errorf("key %s: %w", i.ID.Short(), err)
 		}
-		out = append(out, KeyInfo{ID: i.ID, Meta: meta, KDF: kdf, Current: i.ID == r.keyID})
+		out = append(out, KeyInfo{ID: i.ID, Meta: meta, Created: meta.Created, Host: meta.Host, User: meta.User, Label: meta.Label,
+			KDF: KDFInfo{Time: kdf.Time, MemoryKiB: kdf.MemoryKiB, Threads: kdf.Threads}, Current: i.ID == r.keyID})
 		return nil
 	})
 	if err != nil {

@@ -370,6 +370,31 @@ func (r *Repository) syncIndexes(ctx context.Context) error {
 			superseded[s] = true
 		}
 	}
+	// A new index that supersedes one the catalog already holds (a prune
+	// stopped before deleting the old index objects): the old entries may
+	// point at packs that are about to go, so reload everything that is
+	// not superseded.
+	for id := range superseded {
+		if knownSet[id] {
+			if err := r.cat.ClearIndex(); err != nil {
+				return fmt.Errorf("repo: catalog: %w", err)
+			}
+			for id := range knownSet {
+				if superseded[id] {
+					continue
+				}
+				idx, err := r.LoadIndex(ctx, id)
+				if err != nil {
+					return err
+				}
+				loaded[id] = idx
+				for _, s := range idx.Supersedes {
+					superseded[s] = true
+				}
+			}
+			break
+		}
+	}
 	for id, idx := range loaded {
 		if superseded[id] {
 			continue

@@ -47,8 +47,10 @@ type Progress struct {
 
 // Result summarises a restore.
 type Result struct {
-	Files, Dirs, Others uint64
-	Bytes               uint64
+	Files  uint64 `json:"files"`
+	Dirs   uint64 `json:"dirs"`
+	Others uint64 `json:"others"`
+	Bytes  uint64 `json:"bytes"`
 }
 
 type restorer struct {
@@ -166,11 +168,12 @@ func Run(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, opt Options
 	}
 	close(rs.files)
 	wg.Wait()
-	if walkErr != nil {
-		return nil, walkErr
-	}
+	// A worker's error explains a canceled walk: report it first.
 	if rs.err != nil {
 		return nil, rs.err
+	}
+	if walkErr != nil {
+		return nil, walkErr
 	}
 	// Hard links last: their first path must be complete.
 	// Directory metadata last, deepest first, so that writing entries does
