@@ -84,7 +84,7 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	if !rep.OK() {
-		return fmt.Errorf("%d errors found: run `arkbox scrub` to repair from parity, then check again", len(rep.Errors))
+		return fmt.Errorf("%d errors found (listed above): `arkbox scrub` repairs damaged shards from parity where the pool has it; errors that remain after it name the snapshots and files affected", len(rep.Errors))
 	}
 	return nil
 }

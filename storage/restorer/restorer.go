@@ -97,7 +97,7 @@ func Resolve(ctx context.Context, r *repo.Repository, root blob.ID, p string) (*
 		var ok bool
 		n, ok = t.Find(part)
 		if !ok {
-			return nil, nil, fmt.Errorf("restore: %s: no such file or directory in the snapshot", strings.Join(parts[:i+1], "/"))
+			return nil, nil, fmt.Errorf("snapshot path %s: no such file or directory in the snapshot", strings.Join(parts[:i+1], "/"))
 		}
 		if n.Type == tree.Dir {
 			t, err = r.LoadTree(ctx, n.Subtree)
@@ -105,7 +105,7 @@ func Resolve(ctx context.Context, r *repo.Repository, root blob.ID, p string) (*
 				return nil, nil, err
 			}
 		} else if i < len(parts)-1 {
-			return nil, nil, fmt.Errorf("restore: %s: not a directory", strings.Join(parts[:i+1], "/"))
+			return nil, nil, fmt.Errorf("snapshot path %s: not a directory", strings.Join(parts[:i+1], "/"))
 		} else {
 			t = nil
 		}
