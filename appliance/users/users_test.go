@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -432,5 +433,42 @@ func TestAuthenticatorConcurrency(t *testing.T) {
 	wg.Wait()
 	if len(a.sem) != 0 {
 		t.Error("turns not given back")
+	}
+}
+
+// TestArgon2Tool checks hashes against the reference implementation's
+// command-line tool (Debian package argon2), when it is installed.
+func TestArgon2Tool(t *testing.T) {
+	bin, err := exec.LookPath("argon2")
+	if err != nil {
+		t.Skip("argon2 tool not installed (apt-get install argon2)")
+	}
+	for _, tc := range []struct{ pw, salt, m, t, p string }{
+		{"correct horse", "saltsaltsalt", "10", "3", "2"}, // m is log2 KiB for the tool
+		{"x", "0123456789abcdef", "6", "1", "1"},
+		{"pässwörd with spaces", "NaCl-NaCl", "12", "2", "4"},
+	} {
+		cmd := exec.Command(bin, tc.salt, "-id", "-t", tc.t, "-m", tc.m, "-p", tc.p, "-e")
+		cmd.Stdin = strings.NewReader(tc.pw)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		phc := strings.TrimSpace(string(out))
+		h, err := ParseHash(phc)
+		if err != nil {
+			t.Fatalf("ParseHash(%q): %v", phc, err)
+		}
+		if h.String() != phc || string(h.Salt) != tc.salt {
+			t.Errorf("ParseHash(%q).String() = %q", phc, h)
+		}
+		for _, try := range []struct {
+			pw   string
+			want bool
+		}{{tc.pw, true}, {tc.pw + "x", false}} {
+			if ok, err := VerifyPassword(phc, []byte(try.pw)); err != nil || ok != try.want {
+				t.Errorf("VerifyPassword(%q, %q) = %v, %v", phc, try.pw, ok, err)
+			}
+		}
 	}
 }
