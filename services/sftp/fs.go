@@ -1,0 +1,649 @@
+package sftp
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/arkbox/arkbox/appliance/users"
+	"github.com/arkbox/arkbox/storage/sharefs"
+	"github.com/arkbox/arkbox/storage/tree"
+	"github.com/pkg/sftp"
+)
+
+// session serves the SFTP requests of one channel of an authenticated
+// user: it implements pkg/sftp's handler interfaces over the share
+// filesystem. The top level "/" lists the shares the user may read;
+// "/SHARE/…" is inside that share.
+type session struct {
+	srv  *Server
+	conn *conn
+	user string
+	log  *slog.Logger
+
+	// Counters for the session's summary line.
+	opened, written, read atomic.Int64
+}
+
+// Interfaces pkg/sftp looks for.
+var (
+	_ sftp.FileReader           = (*session)(nil)
+	_ sftp.OpenFileWriter       = (*session)(nil)
+	_ sftp.PosixRenameFileCmder = (*session)(nil)
+	_ sftp.StatVFSFileCmder     = (*session)(nil)
+	_ sftp.LstatFileLister      = (*session)(nil)
+	_ sftp.ReadlinkFileLister   = (*session)(nil)
+	_ sftp.RealPathFileLister   = (*session)(nil)
+)
+
+func (s *session) handlers() sftp.Handlers {
+	return sftp.Handlers{FileGet: s, FilePut: s, FileCmd: s, FileList: s}
+}
+
+// cleanPath makes p absolute and removes ".", ".." and repeated slashes
+// lexically: ".." at the top stays at the top, so no path leaves "/", and
+// a path inside a share never leaves it.
+func cleanPath(p string) string { return path.Clean("/" + p) }
+
+// depth is the number of elements of a clean path ("/" is 0, "/docs" 1).
+func depth(p string) int {
+	if p == "/" {
+		return 0
+	}
+	return strings.Count(p, "/")
+}
+
+// loc is a resolved SFTP path.
+type loc struct {
+	path   string         // clean SFTP path
+	share  *sharefs.Share // nil for the top level "/"
+	access users.Access
+	parent uint64         // directory holding the last element; 0 for a share's root
+	name   string         // last element; "" for a share's root
+	in     *sharefs.Inode // nil if the last element does not exist
+}
+
+// resolve finds p. Every element but the last must be a directory: the
+// server never follows a symlink, so a path through one fails with
+// errSymlink. The last element may be missing (in is nil) or a symlink
+// (in is the link itself). A share the user may not read does not exist.
+func (s *session) resolve(p string) (*loc, error) {
+	p = cleanPath(p)
+	if p == "/" {
+		return &loc{path: p}, nil
+	}
+	parts := strings.Split(p[1:], "/")
+	access := s.srv.authorizer().Access(s.user, parts[0])
+	if !access.CanRead() {
+		return nil, fs.ErrNotExist
+	}
+	sh, err := s.srv.opt.Store.Share(parts[0])
+	if err != nil {
+		return nil, err
+	}
+	l := &loc{path: p, share: sh, access: access}
+	if len(parts) == 1 {
+		l.in, err = sh.Stat(sharefs.RootIno)
+		return l, err
+	}
+	if parts[1] == sharefs.SnapshotsDir {
+		return s.resolveSnapshot(l, parts[2:])
+	}
+	dir := uint64(sharefs.RootIno)
+	for i, part := range parts[1:] {
+		in, err := sh.Lookup(dir, part)
+		if i == len(parts)-2 {
+			l.parent, l.name = dir, part
+			if errors.Is(err, fs.ErrNotExist) {
+				return l, nil
+			}
+			l.in = in
+			return l, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		switch in.Type {
+		case tree.Dir:
+			dir = in.Ino
+		case tree.Symlink:
+			return nil, errSymlink
+		default:
+			return nil, syscall.ENOTDIR
+		}
+	}
+	panic("unreachable")
+}
+
+// resolveSnapshot is the seam for the read-only snapshot folder
+// /SHARE/.snapshots/<time>/… (sharefs.SnapshotsDir): it is not served over
+// SFTP yet, so it does not exist here. sharefs reserves the name, so
+// nothing in the live tree can hide behind it. Serving it means a second
+// kind of loc backed by Share.SnapshotLookup and Share.SnapshotOpen, with
+// every change refused as on a read-only grant.
+func (s *session) resolveSnapshot(l *loc, rest []string) (*loc, error) {
+	return nil, &policyError{"snapshots are not browsable over SFTP yet", syscall.ENOENT}
+}
+
+// writable reports whether the user may change l's share.
+func (l *loc) writable() error {
+	if l.share == nil {
+		return errRootReadOnly
+	}
+	if !l.access.CanWrite() {
+		return errReadOnlyGrant
+	}
+	return nil
+}
+
+// changeable reports whether the entry l may be created, removed or
+// renamed: not the top level nor a share itself, and with write access.
+func (l *loc) changeable() error {
+	if depth(l.path) < 2 {
+		return errRootReadOnly
+	}
+	return l.writable()
+}
+
+// fail logs err of operation op on p and turns it into the status sent.
+func (s *session) fail(op, p string, err error) error {
+	st, internal := status(op, p, err)
+	if internal {
+		s.log.Error("sftp: operation failed", "op", op, "path", p, "err", err)
+	} else {
+		s.log.Debug("sftp: operation refused", "op", op, "path", p, "err", err)
+	}
+	return st
+}
+
+// Fileread opens a file for reading.
+func (s *session) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+	h, err := s.open(r, false)
+	if err != nil {
+		return nil, s.fail("open", r.Filepath, err)
+	}
+	return h, nil
+}
+
+// Filewrite opens a file for writing.
+func (s *session) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+	h, err := s.open(r, true)
+	if err != nil {
+		return nil, s.fail("open", r.Filepath, err)
+	}
+	return h, nil
+}
+
+// OpenFile opens a file for reading and writing.
+func (s *session) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
+	h, err := s.open(r, true)
+	if err != nil {
+		return nil, s.fail("open", r.Filepath, err)
+	}
+	return h, nil
+}
+
+func (s *session) open(r *sftp.Request, write bool) (*handle, error) {
+	fl := r.Pflags()
+	l, err := s.resolve(r.Filepath)
+	if err != nil {
+		return nil, err
+	}
+	if l.name == "" {
+		if write {
+			return nil, errRootReadOnly
+		}
+		return nil, syscall.EISDIR
+	}
+	if write {
+		if err := l.writable(); err != nil {
+			return nil, err
+		}
+	}
+	in, created := l.in, false
+	switch {
+	case in == nil && (!write || !fl.Creat):
+		return nil, fs.ErrNotExist
+	case in == nil:
+		in, err = l.share.Create(l.parent, l.name, createMode(r), 0, 0)
+		if errors.Is(err, fs.ErrExist) && !fl.Excl { // created meanwhile
+			in, err = l.share.Lookup(l.parent, l.name)
+		} else {
+			created = err == nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	case write && fl.Creat && fl.Excl:
+		return nil, fs.ErrExist
+	}
+	switch in.Type {
+	case tree.File:
+	case tree.Dir:
+		return nil, syscall.EISDIR
+	case tree.Symlink:
+		return nil, errSymlink
+	default:
+		return nil, syscall.EINVAL
+	}
+	if err := s.conn.acquire(); err != nil {
+		return nil, err
+	}
+	f, err := l.share.OpenFile(in.Ino, write, write && (fl.Trunc || created))
+	if err != nil {
+		s.conn.release()
+		return nil, err
+	}
+	s.opened.Add(1)
+	return &handle{s: s, f: f, sh: l.share, path: l.path, append: write && fl.Append}, nil
+}
+
+// createMode is the mode of a file created by an SSH_FXP_OPEN: the
+// permissions the client sent, or 0644. pkg/sftp drops the attributes'
+// flags word of an open request and passes on only the bytes after it, so
+// those bytes are decoded only when they can hold nothing but the
+// permissions: 4 bytes, as OpenSSH's sftp and sshfs send them. (Other
+// attribute sets — OpenSSH's put -p adds the times — are followed by a
+// setstat of the same attributes anyway.)
+func createMode(r *sftp.Request) uint32 {
+	if len(r.Attrs) == 4 {
+		if m := binary.BigEndian.Uint32(r.Attrs) & tree.ModeMask; m != 0 {
+			return m
+		}
+	}
+	return 0o644
+}
+
+// handle is an open file. pkg/sftp calls ReadAt and WriteAt from several
+// goroutines at once; sharefs.File allows that.
+type handle struct {
+	s      *session
+	f      *sharefs.File
+	sh     *sharefs.Share
+	path   string
+	append bool
+
+	appendMu  sync.Mutex // serialises appends
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (h *handle) ReadAt(p []byte, off int64) (int, error) {
+	n, err := h.f.ReadAt(p, off)
+	h.s.read.Add(int64(n))
+	if err != nil && err != io.EOF {
+		return n, h.s.fail("read", h.path, err)
+	}
+	return n, err
+}
+
+// WriteAt writes at off, or at the end of the file on a handle opened
+// with SSH_FXF_APPEND (as a POSIX O_APPEND descriptor would).
+func (h *handle) WriteAt(p []byte, off int64) (int, error) {
+	if h.append {
+		h.appendMu.Lock()
+		defer h.appendMu.Unlock()
+		in, err := h.sh.Stat(h.f.Ino())
+		if err != nil {
+			return 0, h.s.fail("write", h.path, err)
+		}
+		off = int64(in.Size)
+	}
+	n, err := h.f.WriteAt(p, off)
+	h.s.written.Add(int64(n))
+	if err != nil {
+		return n, h.s.fail("write", h.path, err)
+	}
+	return n, nil
+}
+
+// Close closes the sharefs handle: for a handle that wrote, the data is
+// durable when the client gets the status of its SSH_FXP_CLOSE.
+func (h *handle) Close() error {
+	h.closeOnce.Do(func() {
+		if err := h.f.Close(); err != nil {
+			h.closeErr = h.s.fail("close", h.path, err)
+		}
+		h.s.conn.release()
+	})
+	return h.closeErr
+}
+
+// TransferError is called when the connection ends while the file is
+// still open (pkg/sftp then closes it).
+func (h *handle) TransferError(err error) {
+	h.s.log.Warn("sftp: connection ended with a file open; what was written so far is kept", "path", h.path, "err", err)
+}
+
+// Filecmd changes the tree: Setstat, Rename, Rmdir, Mkdir, Link, Symlink,
+// Remove.
+func (s *session) Filecmd(r *sftp.Request) error {
+	var err error
+	switch r.Method {
+	case "Setstat":
+		err = s.setstat(r)
+	case "Rename":
+		err = s.rename(r.Filepath, r.Target, false)
+	case "Rmdir", "Remove":
+		err = s.remove(r.Filepath, r.Method == "Rmdir")
+	case "Mkdir":
+		err = s.mkdir(r.Filepath)
+	case "Link":
+		err = s.link(r.Filepath, r.Target)
+	case "Symlink":
+		// pkg/sftp: Filepath is the link's target (verbatim), Target the
+		// new link's path.
+		err = s.symlink(r.Filepath, r.Target)
+		return s.failIf(strings.ToLower(r.Method), r.Target, err)
+	default:
+		err = syscall.ENOTSUP
+	}
+	return s.failIf(strings.ToLower(r.Method), r.Filepath, err)
+}
+
+func (s *session) failIf(op, p string, err error) error {
+	if err != nil {
+		return s.fail(op, p, err)
+	}
+	return nil
+}
+
+// PosixRename renames, replacing an existing target
+// (posix-rename@openssh.com).
+func (s *session) PosixRename(r *sftp.Request) error {
+	return s.failIf("rename", r.Filepath, s.rename(r.Filepath, r.Target, true))
+}
+
+func (s *session) setstat(r *sftp.Request) error {
+	l, err := s.resolve(r.Filepath)
+	if err != nil {
+		return err
+	}
+	if err := l.writable(); err != nil {
+		return err
+	}
+	if l.in == nil {
+		return fs.ErrNotExist
+	}
+	af, a := r.AttrFlags(), r.Attributes()
+	var set sharefs.SetAttr
+	if af.Size {
+		if l.in.Type != tree.File {
+			if l.in.Type == tree.Dir {
+				return syscall.EISDIR
+			}
+			return syscall.EINVAL
+		}
+		set.Size = &a.Size
+	}
+	if af.Permissions {
+		if l.in.Type == tree.Symlink {
+			// The mode of a link is not its target's, which the server
+			// does not follow, and Linux keeps links at 0777.
+			return syscall.ENOTSUP
+		}
+		mode := a.Mode & tree.ModeMask
+		set.Mode = &mode
+	}
+	if af.UidGid {
+		set.UID, set.GID = &a.UID, &a.GID
+	}
+	if af.Acmodtime {
+		at, mt := time.Unix(int64(a.Atime), 0), time.Unix(int64(a.Mtime), 0)
+		set.ATime, set.MTime = &at, &mt
+	}
+	_, err = l.share.SetAttr(l.in.Ino, set)
+	return err
+}
+
+func (s *session) rename(from, to string, replace bool) error {
+	src, err := s.resolve(from)
+	if err != nil {
+		return err
+	}
+	dst, err := s.resolve(to)
+	if err != nil {
+		return err
+	}
+	if err := src.changeable(); err != nil {
+		return err
+	}
+	if err := dst.changeable(); err != nil {
+		return err
+	}
+	if src.share != dst.share {
+		return errCrossShare
+	}
+	if src.in == nil {
+		return fs.ErrNotExist
+	}
+	if dst.in != nil && !replace && dst.in.Ino != src.in.Ino {
+		// SSH_FXP_RENAME (SFTP v3) does not replace.
+		return fs.ErrExist
+	}
+	return src.share.Rename(src.parent, src.name, dst.parent, dst.name)
+}
+
+func (s *session) remove(p string, dir bool) error {
+	l, err := s.resolve(p)
+	if err != nil {
+		return err
+	}
+	if err := l.changeable(); err != nil {
+		return err
+	}
+	switch {
+	case l.in == nil:
+		return fs.ErrNotExist
+	case dir && l.in.Type != tree.Dir:
+		return syscall.ENOTDIR
+	case !dir && l.in.Type == tree.Dir:
+		return syscall.EISDIR
+	}
+	return l.share.Remove(l.parent, l.name)
+}
+
+func (s *session) mkdir(p string) error {
+	l, err := s.resolve(p)
+	if err != nil {
+		return err
+	}
+	if err := l.changeable(); err != nil {
+		return err
+	}
+	if l.in != nil {
+		return fs.ErrExist
+	}
+	// pkg/sftp does not pass SSH_FXP_MKDIR's attributes on.
+	_, err = l.share.Mkdir(l.parent, l.name, 0o755, 0, 0)
+	return err
+}
+
+func (s *session) link(from, to string) error {
+	src, err := s.resolve(from)
+	if err != nil {
+		return err
+	}
+	dst, err := s.resolve(to)
+	if err != nil {
+		return err
+	}
+	if err := src.writable(); err != nil {
+		return err
+	}
+	if err := dst.changeable(); err != nil {
+		return err
+	}
+	if src.share != dst.share {
+		return errCrossShare
+	}
+	if src.in == nil {
+		return fs.ErrNotExist
+	}
+	if dst.in != nil {
+		return fs.ErrExist
+	}
+	_, err = src.share.Link(src.in.Ino, dst.parent, dst.name)
+	return err
+}
+
+// symlink makes linkPath a symlink to target. The target is stored as it
+// is: it is data, never resolved by the server.
+func (s *session) symlink(target, linkPath string) error {
+	l, err := s.resolve(linkPath)
+	if err != nil {
+		return err
+	}
+	if err := l.changeable(); err != nil {
+		return err
+	}
+	if l.in != nil {
+		return fs.ErrExist
+	}
+	_, err = l.share.Symlink(l.parent, l.name, target, 0, 0)
+	return err
+}
+
+// StatVFS reports the capacity of the store behind every share
+// (statvfs@openssh.com, "df" in sftp). Read-only places (the top level, a
+// read-only grant) carry ST_RDONLY.
+func (s *session) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+	l, err := s.resolve(r.Filepath)
+	if err == nil && l.in == nil && l.share != nil {
+		err = fs.ErrNotExist
+	}
+	if err != nil {
+		return nil, s.fail("statvfs", r.Filepath, err)
+	}
+	total, free, err := s.srv.opt.Store.StatFS()
+	if err != nil {
+		return nil, s.fail("statvfs", r.Filepath, err)
+	}
+	const bsize = 4096
+	const stRdonly, stNosuid = 1, 2
+	st := &sftp.StatVFS{Bsize: bsize, Frsize: bsize, Blocks: total / bsize, Bfree: free / bsize,
+		Bavail: free / bsize, Flag: stNosuid, Namemax: sharefs.MaxNameLen}
+	if l.writable() != nil {
+		st.Flag |= stRdonly
+	}
+	if l.share != nil {
+		h := fnv.New64a()
+		h.Write([]byte(l.share.Name()))
+		st.Fsid = h.Sum64()
+	}
+	return st, nil
+}
+
+// Filelist lists a directory (List) or stats a path (Stat).
+func (s *session) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+	switch r.Method {
+	case "List":
+		l, err := s.list(r.Filepath)
+		if err != nil {
+			return nil, s.fail("opendir", r.Filepath, err)
+		}
+		return l, nil
+	case "Stat":
+		return s.Lstat(r)
+	}
+	return nil, s.fail(strings.ToLower(r.Method), r.Filepath, syscall.ENOTSUP)
+}
+
+// Lstat stats a path. Stat is the same: the server does not follow
+// symlinks, so stat of a symlink describes the link.
+func (s *session) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+	fi, err := s.stat(r.Filepath)
+	if err != nil {
+		return nil, s.fail("stat", r.Filepath, err)
+	}
+	return lister{fi}, nil
+}
+
+func (s *session) stat(p string) (os.FileInfo, error) {
+	l, err := s.resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case l.share == nil:
+		return &fileInfo{name: "/", mode: fs.ModeDir | 0o555, mtime: s.srv.started}, nil
+	case l.in == nil:
+		return nil, fs.ErrNotExist
+	case l.name == "":
+		return inodeInfo(l.share.Name(), l.in), nil
+	}
+	return inodeInfo(l.name, l.in), nil
+}
+
+func (s *session) list(p string) (lister, error) {
+	l, err := s.resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	if l.share == nil {
+		var out lister
+		for _, name := range s.srv.opt.Store.Shares() {
+			if !s.srv.authorizer().Access(s.user, name).CanRead() {
+				continue
+			}
+			sh, err := s.srv.opt.Store.Share(name)
+			if err != nil {
+				continue // removed meanwhile
+			}
+			in, err := sh.Stat(sharefs.RootIno)
+			if err != nil {
+				continue
+			}
+			out = append(out, inodeInfo(name, in))
+		}
+		return out, nil
+	}
+	switch {
+	case l.in == nil:
+		return nil, fs.ErrNotExist
+	case l.in.Type == tree.Symlink:
+		return nil, errSymlink
+	case l.in.Type != tree.Dir:
+		return nil, syscall.ENOTDIR
+	}
+	ents, err := l.share.ReadDir(l.in.Ino)
+	if err != nil {
+		return nil, err
+	}
+	out := make(lister, 0, len(ents))
+	for _, e := range ents {
+		out = append(out, inodeInfo(e.Name, e.Inode))
+	}
+	return out, nil
+}
+
+// Readlink returns a symlink's target exactly as stored.
+func (s *session) Readlink(p string) (string, error) {
+	l, err := s.resolve(p)
+	if err == nil {
+		switch {
+		case l.in == nil && l.share != nil:
+			err = fs.ErrNotExist
+		case l.in == nil || l.in.Type != tree.Symlink:
+			err = syscall.EINVAL
+		}
+	}
+	if err != nil {
+		return "", s.fail("readlink", p, err)
+	}
+	return l.in.Target, nil
+}
+
+// RealPath cleans p lexically (relative paths start at "/"); symlinks are
+// not resolved.
+func (s *session) RealPath(p string) (string, error) { return cleanPath(p), nil }
