@@ -443,3 +443,47 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestDocumentedExample parses the example in doc/operations.md (with real
+// hashes and keys in place of the elided ones) and checks the documented
+// defaults.
+func TestDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile("../../doc/operations.md")
+	if err != nil {
+		t.Skip("doc/operations.md not found:", err)
+	}
+	text := string(doc)
+	_, after, ok := strings.Cut(text, "### Example\n\n```json\n")
+	example, _, ok2 := strings.Cut(after, "```")
+	if !ok || !ok2 {
+		t.Fatal("no example in doc/operations.md")
+	}
+	example = strings.ReplaceAll(example, "$argon2id$v=19$m=65536,t=3,p=2$…$…", testHash(t))
+	key := testKey(t)
+	example = strings.ReplaceAll(example, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA… anna@laptop", key)
+	c, err := Parse([]byte(example), "/perm/arkbox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Shares) != 2 || len(c.Users) != 2 || c.Pool.Parity != 2 || c.DataDir != "/perm/arkbox" {
+		t.Errorf("example parsed as %+v", c)
+	}
+	// The defaults the document states.
+	def, err := Marshal(Default("/data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`{"schedule": "daily 03:30"}`, `{"schedule": "weekly sun 04:00"}`,
+		`{"schedule": "monthly 1 05:00", "read_data_percent": 10}`, `"disks/disk1", "disks/disk2", "disks/disk3"`,
+		"`127.0.0.1:2222`", "`127.0.0.1:4450`", "`127.0.0.1:2049`", "`127.0.0.1:8730`", "`127.0.0.1:8080`"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("doc/operations.md does not state %s", want)
+		}
+	}
+	for _, want := range []string{`"daily 03:30"`, `"weekly sun 04:00"`, `"monthly 1 05:00"`, `"read_data_percent": 10`,
+		`"127.0.0.1:2222"`, `"127.0.0.1:4450"`, `"127.0.0.1:2049"`, `"127.0.0.1:8730"`, `"127.0.0.1:8080"`} {
+		if !strings.Contains(string(def), want) {
+			t.Errorf("defaults lack %s", want)
+		}
+	}
+}
