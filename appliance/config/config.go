@@ -9,9 +9,11 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/arkbox/arkbox/appliance/users"
 )
@@ -190,6 +192,20 @@ func (c Config) resolve(p string) string {
 		return filepath.Clean(p)
 	}
 	return filepath.Join(c.DataDir, p)
+}
+
+// Location returns the time zone of schedules and retention: TimeZone, or
+// time.Local if it is empty. (A program that runs where no zone database
+// is installed, such as a gokrazy appliance, imports time/tzdata.)
+func (c Config) Location() (*time.Location, error) {
+	if c.TimeZone == "" {
+		return time.Local, nil
+	}
+	loc, err := time.LoadLocation(c.TimeZone)
+	if err != nil {
+		return nil, fmt.Errorf("config: time_zone %q: %w", c.TimeZone, err)
+	}
+	return loc, nil
 }
 
 // ShareNames returns the names of the shares, in configuration order.

@@ -487,3 +487,42 @@ func TestDocumentedExample(t *testing.T) {
 		}
 	}
 }
+
+func TestInit(t *testing.T) {
+	dir := t.TempDir()
+	path := Path(dir)
+	c, pw, err := Init(path, cheap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := Load(path)
+	if err != nil || !reflect.DeepEqual(loaded, c) {
+		t.Fatalf("Load after Init = %+v, %v\nwant %+v", loaded, err, c)
+	}
+	admin, ok := c.User("admin")
+	if !ok || !admin.Admin || len(c.Users) != 1 || len(pw) != 23 {
+		t.Fatalf("users %+v, password %q", c.Users, pw)
+	}
+	if ok, err := users.VerifyPassword(admin.PasswordHash, []byte(pw)); !ok || err != nil {
+		t.Errorf("the returned password does not match the hash: %v %v", ok, err)
+	}
+	if data, _ := os.ReadFile(path); strings.Contains(string(data), pw) {
+		t.Error("the password is in the file")
+	}
+	if _, _, err := Init(path, cheap); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second Init = %v; want fs.ErrExist", err)
+	}
+	if got, _ := Load(path); !reflect.DeepEqual(got, c) {
+		t.Error("a failed Init changed the file")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".*tmp*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	if loc, err := c.Location(); err != nil || loc != time.Local {
+		t.Errorf("Location = %v, %v", loc, err)
+	}
+	c.TimeZone = "Europe/Berlin"
+	if loc, err := c.Location(); err != nil || loc.String() != "Europe/Berlin" {
+		t.Errorf("Location = %v, %v", loc, err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/arkbox/arkbox/appliance/users"
 )
 
 // maxFileSize bounds the configuration file.
@@ -138,6 +140,33 @@ func Save(path string, c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	if err := write(path, c, true); err != nil {
+		return fmt.Errorf("config: save %s: %w", path, err)
+	}
+	return nil
+}
+
+// Init writes the default configuration for path's folder to path, with
+// an administrator "admin" whose password it generates (users.GeneratePassword),
+// hashes with p (users.DefaultParams() in production) and returns, to be
+// shown once. It fails, matching fs.ErrExist, if path exists.
+func Init(path string, p users.Params) (Config, string, error) {
+	pw := users.GeneratePassword()
+	hash, err := users.HashPasswordParams([]byte(pw), p)
+	if err != nil {
+		return Config{}, "", fmt.Errorf("config: init %s: %w", path, err)
+	}
+	c := Default(filepath.Clean(filepath.Dir(path)))
+	c.Users = []User{{Name: "admin", PasswordHash: hash, Admin: true}}
+	if err := write(path, c, false); err != nil {
+		return Config{}, "", fmt.Errorf("config: init %s: %w", path, err)
+	}
+	return c, pw, nil
+}
+
+// write writes c to path through a temporary file, replacing path or, if
+// replace is false, failing if it exists.
+func write(path string, c Config, replace bool) error {
 	dir := filepath.Dir(path)
 	if sameDir(c.DataDir, dir) {
 		c.DataDir = ""
@@ -148,9 +177,9 @@ func Save(path string, c Config) error {
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("config: save %s: %w", path, err)
+		return err
 	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
+	defer os.Remove(tmp.Name()) // after a rename there is nothing left to remove
 	err = tmp.Chmod(0o600)
 	if err == nil {
 		_, err = tmp.Write(data)
@@ -161,16 +190,17 @@ func Save(path string, c Config) error {
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case replace:
 		err = os.Rename(tmp.Name(), path)
+	default:
+		err = os.Link(tmp.Name(), path) // fails if path exists
 	}
 	if err == nil {
 		err = syncDir(dir)
 	}
-	if err != nil {
-		return fmt.Errorf("config: save %s: %w", path, err)
-	}
-	return nil
+	return err
 }
 
 func sameDir(a, b string) bool {
