@@ -84,6 +84,8 @@ type Scheduler struct {
 	queue   []*entry          // pending, in the order they came due
 	busy    map[string]string // key → name of the job running with it
 	lastNow time.Time
+	parked  bool // the loop sleeps (or is about to), its timer set
+	woken   bool // a wake-up is queued and not yet taken by the loop
 }
 
 type entry struct {
@@ -126,7 +128,11 @@ func New(opts Options) *Scheduler {
 	return s
 }
 
-func (s *Scheduler) poke() {
+// pokeLocked wakes the loop up to look at the jobs again. The flag woken
+// stays set until the loop has woken, so that "parked and not woken" means
+// the loop sleeps.
+func (s *Scheduler) pokeLocked() {
+	s.woken = true
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -160,7 +166,7 @@ func (s *Scheduler) Add(j Job) error {
 		return fmt.Errorf("schedule: add job %s: a job of that name exists", j.Name)
 	}
 	s.jobs[j.Name] = e
-	s.poke()
+	s.pokeLocked()
 	return nil
 }
 
@@ -176,7 +182,7 @@ func (s *Scheduler) Remove(name string) bool {
 	e.removed = true
 	delete(s.jobs, name)
 	s.queue = slices.DeleteFunc(s.queue, func(q *entry) bool { return q == e })
-	s.poke()
+	s.pokeLocked()
 	return true
 }
 
@@ -190,7 +196,7 @@ func (s *Scheduler) RunNow(name string) error {
 		return fmt.Errorf("schedule: run %s: no such job", name)
 	}
 	s.enqueueLocked(e, TriggerManual, s.clock.Now().Round(0))
-	s.poke()
+	s.pokeLocked()
 	return nil
 }
 
@@ -260,10 +266,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		now := s.clock.Now().Round(0)
 		for _, d := range s.collectDue(now) {
-			if d.trigger == TriggerSchedule || d.trigger == TriggerCatchUp {
-				if !s.shouldRun(ctx, d.e, now) {
-					continue
-				}
+			if !s.shouldRun(ctx, d.e, now) {
+				continue
 			}
 			s.mu.Lock()
 			s.enqueueLocked(d.e, d.trigger, d.scheduled)
@@ -271,11 +275,21 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		}
 		wait := s.startRunnable(ctx, &wg, now)
 		t := s.clock.NewTimer(wait)
+		s.mu.Lock()
+		s.parked = true
+		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
 		case <-t.C():
 		case <-s.wake:
 		}
+		s.mu.Lock()
+		s.parked, s.woken = false, false
+		select {
+		case <-s.wake: // taken now: the next round sees what it announced
+		default:
+		}
+		s.mu.Unlock()
 		t.Stop()
 	}
 	s.log.Info("scheduler stopping: waiting for running jobs")
@@ -384,6 +398,7 @@ func (s *Scheduler) execute(ctx context.Context, wg *sync.WaitGroup, e *entry, i
 	s.mu.Lock()
 	e.running, e.lastEnd, e.lastErr = false, end, err
 	delete(s.busy, e.key)
+	s.pokeLocked()
 	s.mu.Unlock()
 	switch {
 	case err == nil:
@@ -393,7 +408,6 @@ func (s *Scheduler) execute(ctx context.Context, wg *sync.WaitGroup, e *entry, i
 	default:
 		log.Error("job failed", "err", err)
 	}
-	s.poke()
 }
 
 // runSafely runs f, turning a panic into an error.
