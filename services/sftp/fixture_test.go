@@ -74,7 +74,8 @@ type fixture struct {
 
 type fixtureOptions struct {
 	limiter *users.LimiterOptions
-	idle    time.Duration
+	idle    time.Duration // Options.IdleTimeout
+	login   time.Duration // Options.LoginTimeout
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -149,7 +150,7 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	}
 	f.hostKey = filepath.Join(f.dir, "etc", "ssh_host_ed25519_key")
 	f.srv, err = New(Options{Store: f.store, Auth: auth, Authz: users.NewAuthorizer(accounts, shares),
-		HostKeyPath: f.hostKey, Logger: log, IdleTimeout: fo.idle})
+		HostKeyPath: f.hostKey, Logger: log, IdleTimeout: fo.idle, LoginTimeout: fo.login})
 	if err != nil {
 		t.Fatal(err)
 	}

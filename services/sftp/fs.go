@@ -28,6 +28,7 @@ import (
 type session struct {
 	srv  *Server
 	conn *conn
+	ch   *sftpChannel
 	user string
 	log  *slog.Logger
 
@@ -146,13 +147,18 @@ func (l *loc) writable() error {
 	return nil
 }
 
-// changeable reports whether the entry l may be created, removed or
-// renamed: not the top level nor a share itself, and with write access.
-func (l *loc) changeable() error {
-	if depth(l.path) < 2 {
-		return errRootReadOnly
+// resolveEntry resolves p for an operation that creates, removes or
+// renames the entry p itself: never one at the top level (a share or
+// not), and only with write access.
+func (s *session) resolveEntry(p string) (*loc, error) {
+	if depth(cleanPath(p)) < 2 {
+		return nil, errRootReadOnly
 	}
-	return l.writable()
+	l, err := s.resolve(p)
+	if err != nil {
+		return nil, err
+	}
+	return l, l.writable()
 }
 
 // fail logs err of operation op on p and turns it into the status sent.
@@ -195,27 +201,38 @@ func (s *session) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
 
 func (s *session) open(r *sftp.Request, write bool) (*handle, error) {
 	fl := r.Pflags()
-	l, err := s.resolve(r.Filepath)
+	resolve := s.resolve
+	if write {
+		resolve = s.resolveEntry
+	}
+	l, err := resolve(r.Filepath)
 	if err != nil {
 		return nil, err
 	}
 	if l.name == "" {
-		if write {
-			return nil, errRootReadOnly
-		}
 		return nil, syscall.EISDIR
 	}
-	if write {
-		if err := l.writable(); err != nil {
-			return nil, err
-		}
+	if err := s.conn.acquire(); err != nil {
+		return nil, err
 	}
+	f, err := s.openFile(l, fl, write, createMode(r))
+	if err != nil {
+		s.conn.release()
+		return nil, err
+	}
+	s.opened.Add(1)
+	return &handle{s: s, f: f, sh: l.share, path: l.path, append: write && fl.Append}, nil
+}
+
+// openFile opens (and with O_CREAT creates) the file at l.
+func (s *session) openFile(l *loc, fl sftp.FileOpenFlags, write bool, mode uint32) (*sharefs.File, error) {
 	in, created := l.in, false
 	switch {
 	case in == nil && (!write || !fl.Creat):
 		return nil, fs.ErrNotExist
 	case in == nil:
-		in, err = l.share.Create(l.parent, l.name, createMode(r), 0, 0)
+		var err error
+		in, err = l.share.Create(l.parent, l.name, mode, 0, 0)
 		if errors.Is(err, fs.ErrExist) && !fl.Excl { // created meanwhile
 			in, err = l.share.Lookup(l.parent, l.name)
 		} else {
@@ -236,16 +253,7 @@ func (s *session) open(r *sftp.Request, write bool) (*handle, error) {
 	default:
 		return nil, syscall.EINVAL
 	}
-	if err := s.conn.acquire(); err != nil {
-		return nil, err
-	}
-	f, err := l.share.OpenFile(in.Ino, write, write && (fl.Trunc || created))
-	if err != nil {
-		s.conn.release()
-		return nil, err
-	}
-	s.opened.Add(1)
-	return &handle{s: s, f: f, sh: l.share, path: l.path, append: write && fl.Append}, nil
+	return l.share.OpenFile(in.Ino, write, write && (fl.Trunc || created))
 }
 
 // createMode is the mode of a file created by an SSH_FXP_OPEN: the
@@ -365,6 +373,7 @@ func (s *session) PosixRename(r *sftp.Request) error {
 }
 
 func (s *session) setstat(r *sftp.Request) error {
+	s.ch.awaitEarlier()
 	l, err := s.resolve(r.Filepath)
 	if err != nil {
 		return err
@@ -407,18 +416,12 @@ func (s *session) setstat(r *sftp.Request) error {
 }
 
 func (s *session) rename(from, to string, replace bool) error {
-	src, err := s.resolve(from)
+	src, err := s.resolveEntry(from)
 	if err != nil {
 		return err
 	}
-	dst, err := s.resolve(to)
+	dst, err := s.resolveEntry(to)
 	if err != nil {
-		return err
-	}
-	if err := src.changeable(); err != nil {
-		return err
-	}
-	if err := dst.changeable(); err != nil {
 		return err
 	}
 	if src.share != dst.share {
@@ -435,11 +438,8 @@ func (s *session) rename(from, to string, replace bool) error {
 }
 
 func (s *session) remove(p string, dir bool) error {
-	l, err := s.resolve(p)
+	l, err := s.resolveEntry(p)
 	if err != nil {
-		return err
-	}
-	if err := l.changeable(); err != nil {
 		return err
 	}
 	switch {
@@ -454,11 +454,8 @@ func (s *session) remove(p string, dir bool) error {
 }
 
 func (s *session) mkdir(p string) error {
-	l, err := s.resolve(p)
+	l, err := s.resolveEntry(p)
 	if err != nil {
-		return err
-	}
-	if err := l.changeable(); err != nil {
 		return err
 	}
 	if l.in != nil {
@@ -474,14 +471,11 @@ func (s *session) link(from, to string) error {
 	if err != nil {
 		return err
 	}
-	dst, err := s.resolve(to)
+	dst, err := s.resolveEntry(to)
 	if err != nil {
 		return err
 	}
 	if err := src.writable(); err != nil {
-		return err
-	}
-	if err := dst.changeable(); err != nil {
 		return err
 	}
 	if src.share != dst.share {
@@ -500,11 +494,8 @@ func (s *session) link(from, to string) error {
 // symlink makes linkPath a symlink to target. The target is stored as it
 // is: it is data, never resolved by the server.
 func (s *session) symlink(target, linkPath string) error {
-	l, err := s.resolve(linkPath)
+	l, err := s.resolveEntry(linkPath)
 	if err != nil {
-		return err
-	}
-	if err := l.changeable(); err != nil {
 		return err
 	}
 	if l.in != nil {

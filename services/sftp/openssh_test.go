@@ -116,17 +116,23 @@ func TestShellAndExecRefused(t *testing.T) {
 	}
 }
 
-// goSrc copies the Go toolchain's src/net (a few hundred files) into a
-// temporary directory.
-func goSrc(t *testing.T) (dir string, files int) {
+// goSrc copies the Go toolchain's src/net (a few hundred files), or only
+// the named folders of it, into a temporary folder "net".
+func goSrc(t *testing.T, only ...string) (dir string, files int) {
 	t.Helper()
 	out, err := exec.Command("go", "env", "GOROOT").Output()
 	if err != nil {
 		t.Skipf("go env GOROOT: %v", err)
 	}
+	from := filepath.Join(strings.TrimSpace(string(out)), "src", "net")
 	dir = filepath.Join(t.TempDir(), "net")
-	files = copyTree(t, filepath.Join(strings.TrimSpace(string(out)), "src", "net"), dir)
-	if files < 100 {
+	if len(only) == 0 {
+		files = copyTree(t, from, dir)
+	}
+	for _, sub := range only {
+		files += copyTree(t, filepath.Join(from, sub), filepath.Join(dir, sub))
+	}
+	if files < 30 {
 		t.Fatalf("only %d files in the Go tree", files)
 	}
 	return dir, files
@@ -135,6 +141,7 @@ func goSrc(t *testing.T) (dir string, files int) {
 // TestTree uploads a real tree with put -r, downloads it with get -r and
 // compares both ways, then snapshots the share and restores the snapshot.
 func TestTree(t *testing.T) {
+	t.Parallel()
 	needBins(t, "sftp", "sshpass")
 	f := newFixture(t, fixtureOptions{})
 	src, files := goSrc(t)
@@ -170,6 +177,7 @@ func TestTree(t *testing.T) {
 // TestBigFile uploads and downloads one large file: 200 MiB, or 1 GiB
 // with ARKBOX_SFTP_BIG set (not in -short mode).
 func TestBigFile(t *testing.T) {
+	t.Parallel()
 	needBins(t, "sftp")
 	size := int64(200 << 20)
 	if !testing.Short() && os.Getenv("ARKBOX_SFTP_BIG") != "" {

@@ -9,11 +9,13 @@ package sftp
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,13 +236,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
-// Shutdown stops the server gracefully: it stops accepting connections,
-// closes connections with no open file at once and the others as soon as
-// their last file is closed (opening new files is refused meanwhile).
-// When ctx ends first, every remaining connection is closed; either way
-// Shutdown returns after every file was closed — what was written is
-// durable — and every connection has ended. It returns ctx's error if
-// that forced the connections closed.
+// Shutdown stops the server gracefully: it stops accepting connections
+// and ends every connection that has no open file; a connection with open
+// files may finish them (opening more is refused) and ends once it has
+// answered the close of its last one. A connection ends by closing its
+// SFTP channels and its side of the TCP connection, so the client reads
+// every answer before it sees the end. When ctx ends first, every
+// remaining connection is closed at once. Either way Shutdown returns
+// after every file was closed — what was written is durable — and every
+// connection has ended; it returns ctx's error if that forced them.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.stopping = true
@@ -249,7 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for c := range s.conns {
 		if c.handles == 0 {
-			c.nc.Close()
+			c.drain()
 		}
 	}
 	s.mu.Unlock()
@@ -289,7 +293,11 @@ type conn struct {
 	nc   net.Conn
 	addr string
 
-	handles int // open files; guarded by srv.mu
+	// Guarded by srv.mu:
+	handles int           // open files
+	chans   []ssh.Channel // SFTP sessions being served
+
+	drainOnce sync.Once
 }
 
 // acquire counts a file being opened; it fails while the server shuts
@@ -304,15 +312,42 @@ func (c *conn) acquire() error {
 	return nil
 }
 
-// release counts a file closed; during a shutdown the connection closes
-// with its last file.
+// release counts a file closed. (During a shutdown, the connection ends
+// once the answer to that close is sent: see sftpChannel.)
 func (c *conn) release() {
 	c.srv.mu.Lock()
 	defer c.srv.mu.Unlock()
 	c.handles--
+}
+
+// drainIfDone ends the connection if the server is shutting down and the
+// connection has no open file.
+func (c *conn) drainIfDone() {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
 	if c.srv.stopping && c.handles == 0 {
-		c.nc.Close()
+		c.drain()
 	}
+}
+
+// drain ends the connection gracefully (once; called with srv.mu held):
+// it closes the SFTP channels — after what was already sent — and then
+// its side of the TCP connection; the client sees the end after every
+// answer, and hangs up. Shutdown's deadline closes it if not.
+func (c *conn) drain() {
+	c.drainOnce.Do(func() {
+		chans := slices.Clone(c.chans)
+		go func() {
+			for _, ch := range chans {
+				ch.Close()
+			}
+			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			} else {
+				c.nc.Close()
+			}
+		}()
+	})
 }
 
 func (c *conn) serve() {
@@ -347,6 +382,13 @@ func (c *conn) serve() {
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			nch.Reject(ssh.Prohibited, "only sessions are served")
+			continue
+		}
+		s.mu.Lock()
+		stopping := s.stopping
+		s.mu.Unlock()
+		if stopping {
+			nch.Reject(ssh.ResourceShortage, "the server is shutting down")
 			continue
 		}
 		ch, creqs, err := nch.Accept()
@@ -416,8 +458,17 @@ func (c *conn) session(ch ssh.Channel, reqs <-chan *ssh.Request, user string, lo
 }
 
 func (c *conn) serveSFTP(ch ssh.Channel, user string, log *slog.Logger) {
+	c.srv.mu.Lock()
+	c.chans = append(c.chans, ch)
+	c.srv.mu.Unlock()
+	defer func() {
+		c.srv.mu.Lock()
+		c.chans = slices.DeleteFunc(c.chans, func(x ssh.Channel) bool { return x == ch })
+		c.srv.mu.Unlock()
+	}()
 	ss := &session{srv: c.srv, conn: c, user: user, log: log}
-	rs := sftp.NewRequestServer(ch, ss.handlers())
+	ss.ch = newSFTPChannel(ch, c)
+	rs := sftp.NewRequestServer(ss.ch, ss.handlers())
 	err := rs.Serve()
 	code := uint32(0)
 	if err != nil && !errors.Is(err, io.EOF) {
@@ -427,6 +478,130 @@ func (c *conn) serveSFTP(ch ssh.Channel, user string, log *slog.Logger) {
 	log.Info("sftp: session", "files_opened", ss.opened.Load(), "bytes_read", ss.read.Load(), "bytes_written", ss.written.Load())
 	exit(ch, code)
 	ch.Close()
+}
+
+// sftpChannel is the channel pkg/sftp reads requests from and writes
+// answers to. It follows the packet boundaries both ways, for two things
+// pkg/sftp does not do:
+//
+//   - Order: pkg/sftp runs reads and writes on workers of their own, apart
+//     from every other request, so a SETSTAT or FSETSTAT could overtake
+//     writes the client sent before it (sshfs does, for cp -a: the times
+//     set would then be lost, or a truncation undone). pkg/sftp sends
+//     answers in request order, so a setstat waits (awaitEarlier) until
+//     every request before it has been answered.
+//   - Shutdown: the connection ends right after the status packet that
+//     answers the close of its last open file has been sent.
+type sftpChannel struct {
+	ssh.Channel
+	conn *conn
+
+	// Only pkg/sftp's receiver reads, one goroutine.
+	in     [5]byte // header of the request being read
+	inN    int
+	inLeft int // bytes of the request's body still to come
+
+	// Only pkg/sftp's sender writes, one packet at a time, under its lock.
+	left   int  // bytes of the current answer still to come
+	status bool // the current answer is an SSH_FXP_STATUS
+
+	mu       sync.Mutex
+	cond     sync.Cond
+	received uint64   // requests read
+	answered uint64   // answers written
+	setstats []uint64 // sequence numbers of the setstats not yet handled
+	ended    bool     // no more answers will be written
+}
+
+func newSFTPChannel(ch ssh.Channel, c *conn) *sftpChannel {
+	w := &sftpChannel{Channel: ch, conn: c}
+	w.cond.L = &w.mu
+	return w
+}
+
+// SFTP packet types the channel looks for.
+const (
+	fxpSetstat  = 9
+	fxpFsetstat = 10
+	fxpStatus   = 101
+)
+
+func (w *sftpChannel) Read(p []byte) (int, error) {
+	n, err := w.Channel.Read(p)
+	for b := p[:n]; len(b) > 0; {
+		if w.inLeft > 0 {
+			k := min(len(b), w.inLeft)
+			w.inLeft -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(w.in[w.inN:], b)
+		w.inN += k
+		b = b[k:]
+		if w.inN == len(w.in) {
+			w.inN = 0
+			w.inLeft = max(int(binary.BigEndian.Uint32(w.in[:4]))-1, 0)
+			w.mu.Lock()
+			w.received++
+			if t := w.in[4]; t == fxpSetstat || t == fxpFsetstat {
+				w.setstats = append(w.setstats, w.received)
+			}
+			w.mu.Unlock()
+		}
+	}
+	if err != nil {
+		w.end()
+	}
+	return n, err
+}
+
+func (w *sftpChannel) Write(p []byte) (int, error) {
+	n, err := w.Channel.Write(p)
+	if err != nil {
+		w.end()
+		return n, err
+	}
+	if w.left == 0 && len(p) >= 5 {
+		w.left = 4 + int(binary.BigEndian.Uint32(p))
+		w.status = p[4] == fxpStatus
+	}
+	if w.left -= len(p); w.left <= 0 {
+		w.left = 0
+		w.mu.Lock()
+		w.answered++
+		w.cond.Broadcast()
+		w.mu.Unlock()
+		if w.status {
+			w.conn.drainIfDone()
+		}
+	}
+	return n, err
+}
+
+// end records that no more answers will come, releasing waiters.
+func (w *sftpChannel) end() {
+	w.mu.Lock()
+	w.ended = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}
+
+// awaitEarlier is called by the setstat handler: it waits until every
+// request the client sent before that setstat has been answered. (pkg/sftp
+// hands setstats to the handler in the order they came; an FSETSTAT it
+// answers itself, with a bad handle, leaves a stale entry that makes a
+// later setstat wait for less, never for a request after it.)
+func (w *sftpChannel) awaitEarlier() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.setstats) == 0 {
+		return
+	}
+	seq := w.setstats[0]
+	w.setstats = w.setstats[1:]
+	for w.answered < seq-1 && !w.ended {
+		w.cond.Wait()
+	}
 }
 
 func exit(ch ssh.Channel, code uint32) {
