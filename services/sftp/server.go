@@ -18,6 +18,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/arkbox/arkbox/appliance/users"
@@ -190,6 +191,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	s.listeners[l] = struct{}{}
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	s.log.Info("sftp: listening", "addr", l.Addr().String())
@@ -199,24 +205,18 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		if err != nil {
 			s.mu.Lock()
 			stopping := s.stopping
-			delete(s.listeners, l)
 			s.mu.Unlock()
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				s.Close()
 				return ctx.Err()
-			}
-			if stopping {
+			case stopping:
 				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			case temporary(err):
 				// Out of file descriptors and the like: back off.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.log.Warn("sftp: accept failed; retrying", "err", err, "delay", delay)
 				time.Sleep(delay)
-				s.mu.Lock()
-				s.listeners[l] = struct{}{}
-				s.mu.Unlock()
 				continue
 			}
 			return fmt.Errorf("sftp: accept on %s: %w", l.Addr(), err)
@@ -234,6 +234,17 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		s.mu.Unlock()
 		go c.serve()
 	}
+}
+
+// temporary reports whether an Accept error is worth retrying.
+func temporary(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Shutdown stops the server gracefully: it stops accepting connections

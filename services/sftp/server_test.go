@@ -200,3 +200,23 @@ func TestSetUsers(t *testing.T) {
 		t.Errorf("grant lowered to ro: %v", err)
 	}
 }
+
+// TestServeContext: ending Serve's context closes the server.
+func TestServeContext(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Serve(ctx, l) }()
+	c := f.client(f.alice)
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Serve = %v, want context.Canceled", err)
+	}
+	if _, err := c.Stat("/"); err == nil {
+		t.Error("a connection survived the end of Serve's context")
+	}
+}
