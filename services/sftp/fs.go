@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -101,16 +102,8 @@ func (s *session) resolve(p string) (*loc, error) {
 		return s.resolveSnapshot(l, parts[2:])
 	}
 	dir := uint64(sharefs.RootIno)
-	for i, part := range parts[1:] {
+	for _, part := range parts[1 : len(parts)-1] {
 		in, err := sh.Lookup(dir, part)
-		if i == len(parts)-2 {
-			l.parent, l.name = dir, part
-			if errors.Is(err, fs.ErrNotExist) {
-				return l, nil
-			}
-			l.in = in
-			return l, err
-		}
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +116,16 @@ func (s *session) resolve(p string) (*loc, error) {
 			return nil, syscall.ENOTDIR
 		}
 	}
-	panic("unreachable")
+	l.parent, l.name = dir, parts[len(parts)-1]
+	in, err := sh.Lookup(dir, l.name)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		l.in = in
+	}
+	return l, nil
 }
 
 // resolveSnapshot is the seam for the read-only snapshot folder
@@ -161,6 +163,17 @@ func (s *session) resolveEntry(p string) (*loc, error) {
 	return l, l.writable()
 }
 
+// contain turns a panic in a handler into a failure of that one request,
+// logged with its stack: a bad request must not stop the appliance, whose
+// other services run in the same process. Every entry point from pkg/sftp
+// defers it.
+func (s *session) contain(op string, err *error) {
+	if v := recover(); v != nil {
+		s.log.Error("sftp: request handler panicked", "op", op, "panic", v, "stack", string(debug.Stack()))
+		*err = &statusError{msg: op + ": internal error", code: sftp.ErrSSHFxFailure}
+	}
+}
+
 // fail logs err of operation op on p and turns it into the status sent.
 func (s *session) fail(op, p string, err error) error {
 	st, internal := status(op, p, err)
@@ -173,7 +186,8 @@ func (s *session) fail(op, p string, err error) error {
 }
 
 // Fileread opens a file for reading.
-func (s *session) Fileread(r *sftp.Request) (io.ReaderAt, error) {
+func (s *session) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
+	defer s.contain("open", &err)
 	h, err := s.open(r, false)
 	if err != nil {
 		return nil, s.fail("open", r.Filepath, err)
@@ -182,7 +196,8 @@ func (s *session) Fileread(r *sftp.Request) (io.ReaderAt, error) {
 }
 
 // Filewrite opens a file for writing.
-func (s *session) Filewrite(r *sftp.Request) (io.WriterAt, error) {
+func (s *session) Filewrite(r *sftp.Request) (_ io.WriterAt, err error) {
+	defer s.contain("open", &err)
 	h, err := s.open(r, true)
 	if err != nil {
 		return nil, s.fail("open", r.Filepath, err)
@@ -191,7 +206,8 @@ func (s *session) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 }
 
 // OpenFile opens a file for reading and writing.
-func (s *session) OpenFile(r *sftp.Request) (sftp.WriterAtReaderAt, error) {
+func (s *session) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error) {
+	defer s.contain("open", &err)
 	h, err := s.open(r, true)
 	if err != nil {
 		return nil, s.fail("open", r.Filepath, err)
@@ -286,7 +302,8 @@ type handle struct {
 	closeErr  error
 }
 
-func (h *handle) ReadAt(p []byte, off int64) (int, error) {
+func (h *handle) ReadAt(p []byte, off int64) (_ int, err error) {
+	defer h.s.contain("read", &err)
 	n, err := h.f.ReadAt(p, off)
 	h.s.read.Add(int64(n))
 	if err != nil && err != io.EOF {
@@ -297,7 +314,8 @@ func (h *handle) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes at off, or at the end of the file on a handle opened
 // with SSH_FXF_APPEND (as a POSIX O_APPEND descriptor would).
-func (h *handle) WriteAt(p []byte, off int64) (int, error) {
+func (h *handle) WriteAt(p []byte, off int64) (_ int, err error) {
+	defer h.s.contain("write", &err)
 	if h.append {
 		h.appendMu.Lock()
 		defer h.appendMu.Unlock()
@@ -317,7 +335,8 @@ func (h *handle) WriteAt(p []byte, off int64) (int, error) {
 
 // Close closes the sharefs handle: for a handle that wrote, the data is
 // durable when the client gets the status of its SSH_FXP_CLOSE.
-func (h *handle) Close() error {
+func (h *handle) Close() (err error) {
+	defer h.s.contain("close", &err)
 	h.closeOnce.Do(func() {
 		if err := h.f.Close(); err != nil {
 			h.closeErr = h.s.fail("close", h.path, err)
@@ -335,8 +354,8 @@ func (h *handle) TransferError(err error) {
 
 // Filecmd changes the tree: Setstat, Rename, Rmdir, Mkdir, Link, Symlink,
 // Remove.
-func (s *session) Filecmd(r *sftp.Request) error {
-	var err error
+func (s *session) Filecmd(r *sftp.Request) (err error) {
+	defer s.contain(strings.ToLower(r.Method), &err)
 	switch r.Method {
 	case "Setstat":
 		err = s.setstat(r)
@@ -368,7 +387,8 @@ func (s *session) failIf(op, p string, err error) error {
 
 // PosixRename renames, replacing an existing target
 // (posix-rename@openssh.com).
-func (s *session) PosixRename(r *sftp.Request) error {
+func (s *session) PosixRename(r *sftp.Request) (err error) {
+	defer s.contain("rename", &err)
 	return s.failIf("rename", r.Filepath, s.rename(r.Filepath, r.Target, true))
 }
 
@@ -385,6 +405,9 @@ func (s *session) setstat(r *sftp.Request) error {
 		return fs.ErrNotExist
 	}
 	af, a := r.AttrFlags(), r.Attributes()
+	if a == nil { // the attributes are shorter than their flags say
+		return syscall.EINVAL
+	}
 	var set sharefs.SetAttr
 	if af.Size {
 		if l.in.Type != tree.File {
@@ -508,7 +531,8 @@ func (s *session) symlink(target, linkPath string) error {
 // StatVFS reports the capacity of the store behind every share
 // (statvfs@openssh.com, "df" in sftp). Read-only places (the top level, a
 // read-only grant) carry ST_RDONLY.
-func (s *session) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
+func (s *session) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
+	defer s.contain("statvfs", &err)
 	l, err := s.resolve(r.Filepath)
 	if err == nil && l.in == nil && l.share != nil {
 		err = fs.ErrNotExist
@@ -536,7 +560,8 @@ func (s *session) StatVFS(r *sftp.Request) (*sftp.StatVFS, error) {
 }
 
 // Filelist lists a directory (List) or stats a path (Stat).
-func (s *session) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
+func (s *session) Filelist(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer s.contain(strings.ToLower(r.Method), &err)
 	switch r.Method {
 	case "List":
 		l, err := s.list(r.Filepath)
@@ -552,7 +577,8 @@ func (s *session) Filelist(r *sftp.Request) (sftp.ListerAt, error) {
 
 // Lstat stats a path. Stat is the same: the server does not follow
 // symlinks, so stat of a symlink describes the link.
-func (s *session) Lstat(r *sftp.Request) (sftp.ListerAt, error) {
+func (s *session) Lstat(r *sftp.Request) (_ sftp.ListerAt, err error) {
+	defer s.contain("stat", &err)
 	fi, err := s.stat(r.Filepath)
 	if err != nil {
 		return nil, s.fail("stat", r.Filepath, err)
@@ -619,7 +645,8 @@ func (s *session) list(p string) (lister, error) {
 }
 
 // Readlink returns a symlink's target exactly as stored.
-func (s *session) Readlink(p string) (string, error) {
+func (s *session) Readlink(p string) (_ string, err error) {
+	defer s.contain("readlink", &err)
 	l, err := s.resolve(p)
 	if err == nil {
 		switch {

@@ -124,3 +124,37 @@ func TestSetstatAfterPipelinedWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedRequests: requests whose attributes are cut short are
+// refused, and the session goes on.
+func TestMalformedRequests(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	if _, err := f.share("docs").Mkdir(1, "d", 0o755, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := f.raw(f.alice)
+	tests := []struct {
+		name string
+		typ  byte
+		body []byte
+	}{
+		{"setstat: size flag, no size", 9, binary.BigEndian.AppendUint32(str(nil, "/docs/d"), 0x1)},
+		{"setstat: times flag, one time", 9, binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(str(nil, "/docs/d"), 0x8), 1)},
+		{"setstat: extended count too large", 9, binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(str(nil, "/docs/d"), 0x80000000), 1000)},
+		{"fsetstat: unknown handle", 10, binary.BigEndian.AppendUint32(str(nil, "nope"), 0x1)},
+		{"open: odd attributes", 3, binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(str(nil, "/docs/f"), 0x1a), 0x1)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c.send(tc.typ, tc.body)
+			typ, body := c.recv()
+			if typ != 101 && typ != 102 {
+				t.Errorf("answer %d %x", typ, body)
+			}
+		})
+	}
+	c.send(17, str(nil, "/docs/d")) // STAT still works
+	if typ, _ := c.recv(); typ != 105 {
+		t.Errorf("stat after the malformed requests: answer %d", typ)
+	}
+}

@@ -220,3 +220,26 @@ func TestServeContext(t *testing.T) {
 		t.Error("a connection survived the end of Serve's context")
 	}
 }
+
+type panicky struct{}
+
+func (panicky) Access(user, share string) users.Access { panic("authorizer bug") }
+
+// TestPanicContained: a panic below a request handler fails that request
+// only; the server and the session go on.
+func TestPanicContained(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	c := f.client(f.alice)
+	a := f.srv.access.Load()
+	f.srv.SetUsers(a.auth, panicky{})
+	if _, err := c.Stat("/docs"); code(err) != "failure" {
+		t.Errorf("stat with a panicking authorizer: %v", err)
+	}
+	f.srv.SetUsers(a.auth, a.authz)
+	if _, err := c.Stat("/docs"); err != nil {
+		t.Errorf("stat afterwards: %v", err)
+	}
+	if !strings.Contains(f.logs.String(), "request handler panicked") {
+		t.Error("panic not logged")
+	}
+}
