@@ -444,75 +444,116 @@ func (sh *Share) CommitAll(ctx context.Context, force bool) error {
 	}
 	sh.mu.Unlock()
 	sort.Slice(due, func(i, j int) bool { return due[i] < due[j] })
-	for _, ino := range due {
-		if err := sh.commit(ctx, ino); err != nil {
+	// Commit in batches: one flush (pack and index writes) per batch, not
+	// per file, so many small files share packs.
+	for len(due) > 0 {
+		n := min(len(due), 256)
+		if err := sh.commit(ctx, due[:n]); err != nil {
 			return err
 		}
+		due = due[n:]
 	}
 	return nil
 }
 
-// commit chunks a staged, closed file into the repository and makes it
-// clean. A crash at any point leaves it staged (and it is committed again).
-func (sh *Share) commit(ctx context.Context, ino uint64) error {
+// commit chunks staged, closed files into the repository and makes them
+// clean: chunks stored, then one flush (durable and indexed), then one
+// transaction replacing their content, then the staging files removed. A
+// crash at any point leaves them staged (and they are committed again).
+func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 	sh.mu.Lock()
-	if _, open := sh.open[ino]; open {
-		sh.mu.Unlock()
-		return nil
-	}
-	if _, busy := sh.committing[ino]; busy {
-		sh.mu.Unlock()
-		return nil
-	}
+	var claimed []uint64
 	done := make(chan struct{})
-	sh.committing[ino] = done
-	delete(sh.idle, ino)
+	for _, ino := range inos {
+		if _, open := sh.open[ino]; open {
+			continue
+		}
+		if _, busy := sh.committing[ino]; busy {
+			continue
+		}
+		sh.committing[ino] = done
+		delete(sh.idle, ino)
+		claimed = append(claimed, ino)
+	}
 	sh.mu.Unlock()
 	defer func() {
 		sh.mu.Lock()
-		delete(sh.committing, ino)
+		for _, ino := range claimed {
+			delete(sh.committing, ino)
+		}
 		sh.mu.Unlock()
 		close(done)
 	}()
-	var in *Inode
-	err := sh.view(func(b *bolt.Bucket) error {
-		var err error
-		in, err = getInode(b, ino)
-		return err
-	})
-	if errors.Is(err, ErrNotExist) {
-		os.Remove(sh.stagingPath(ino))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !in.Staged {
-		return nil
-	}
-	chunks, err := sh.chunkStaging(ctx, ino, in.Size)
-	if err != nil {
+	requeue := func(inos []uint64) {
 		sh.mu.Lock()
-		sh.idle[ino] = sh.store.opt.Now()
+		for _, ino := range inos {
+			sh.idle[ino] = sh.store.opt.Now()
+		}
 		sh.mu.Unlock()
-		return err
 	}
-	if err := sh.store.repo.Flush(ctx); err != nil {
-		return fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
-	}
-	err = sh.updateMeta(func(b *bolt.Bucket) error {
-		cur, err := getInode(b, ino)
+	results := map[uint64][]tree.Chunk{}
+	for i, ino := range claimed {
+		var in *Inode
+		err := sh.view(func(b *bolt.Bucket) error {
+			var err error
+			in, err = getInode(b, ino)
+			return err
+		})
+		if errors.Is(err, ErrNotExist) {
+			os.Remove(sh.stagingPath(ino))
+			continue
+		}
+		if err == nil && !in.Staged {
+			continue
+		}
+		var chunks []tree.Chunk
+		if err == nil {
+			chunks, err = sh.chunkStaging(ctx, ino, in.Size)
+		}
 		if err != nil {
+			requeue(claimed[i:])
+			for done := range results {
+				requeue([]uint64{done})
+			}
 			return err
 		}
-		cur.Content = chunks
-		cur.Staged = false
-		return putInode(b, cur)
+		results[ino] = chunks
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	if err := sh.store.repo.Flush(ctx); err != nil {
+		for ino := range results {
+			requeue([]uint64{ino})
+		}
+		return fmt.Errorf("sharefs: commit %d files: %w", len(results), err)
+	}
+	err := sh.updateMeta(func(b *bolt.Bucket) error {
+		for ino, chunks := range results {
+			cur, err := getInode(b, ino)
+			if errors.Is(err, ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			cur.Content = chunks
+			cur.Staged = false
+			if err := putInode(b, cur); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
+		for ino := range results {
+			requeue([]uint64{ino})
+		}
+		return fmt.Errorf("sharefs: commit %d files: %w", len(results), err)
 	}
-	os.Remove(sh.stagingPath(ino))
+	for ino := range results {
+		os.Remove(sh.stagingPath(ino))
+	}
 	return nil
 }
 
