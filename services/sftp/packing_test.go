@@ -9,18 +9,11 @@ import (
 	"time"
 )
 
-// TestShareCommitPacking shows a defect of storage/sharefs, not of this
-// package, so it runs only with ARKBOX_SHAREFS_ISSUES=1 (it fails until
-// sharefs is changed). Share.commit calls repo.Flush after every file, and
-// CommitAll (also run by Snapshot) commits the due files one by one: each
-// small file uploaded ends up in a pack of its own, with an index object
-// of its own, instead of sharing the ≈16 MiB packs of the design. An
-// upload of the Go toolchain's src/net (415 files, 4.9 MiB) leaves 414
-// packs and 414 index objects after one snapshot.
-func TestShareCommitPacking(t *testing.T) {
-	if os.Getenv("ARKBOX_SHAREFS_ISSUES") == "" {
-		t.Skip("shows a known storage/sharefs defect; set ARKBOX_SHAREFS_ISSUES=1 to run it")
-	}
+// TestUploadsSharePacks: small files uploaded over SFTP share packs and
+// index objects in the repository once committed (sharefs used to flush
+// the repository after every file, leaving one pack and one index object
+// per file).
+func TestUploadsSharePacks(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	c := f.client(f.alice)
 	const files = 50
