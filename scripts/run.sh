@@ -1,35 +1,18 @@
 #!/usr/bin/env bash
-# make run: a repository under ./var on a three-folder pool (2 data + 1
-# parity), a backup of real files into it, and the commands to explore it.
+# make run: the appliance on this machine. Data folder ./var/box in the
+# working tree (a three-folder 2+1 pool under ./var/box/disks), one share
+# "backups", SFTP on 127.0.0.1:2222; the first start prints the admin
+# password once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=./bin/arkbox
-repo=./var/repo
-pwfile=./var/passphrase
-mkdir -p var
-if [ ! -f "$pwfile" ]; then
-	umask 077
-	head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$pwfile"
-fi
-if [ ! -f "$repo/home.json" ]; then
-	$bin init --repo "$repo" --password-file "$pwfile" \
-		--disk ./var/disks/disk1 --disk ./var/disks/disk2 --disk ./var/disks/disk3
-fi
-sample=$(go env GOROOT)/src
-echo "backing up a sample of real files: $sample"
-$bin backup --repo "$repo" --password-file "$pwfile" --source-name go-src "$sample"
-$bin snapshots --repo "$repo" --password-file "$pwfile"
+data=./var/box
 cat <<EOT
-
-The repository is in $repo; its passphrase is in $pwfile:
-  export ARKBOX_REPO=$repo ARKBOX_PASSWORD=\$(cat $pwfile)
-Then try:
-  $bin snapshots                       # list snapshots
-  $bin ls latest:src/net/http | head   # browse one
-  $bin restore latest --target ./var/restore
-  $bin backup --source-name go-src $sample    # again: only changes are read
-  $bin check --read-data               # verify every byte
-  $bin scrub                           # verify and repair shards on the disks
-  $bin stats                           # dedup, compression, redundancy
-  $bin forget --keep-last 3 --prune    # retention
+arkbox: data folder $data
+  upload:    sftp -P 2222 admin@127.0.0.1        (then: cd backups; put FILE)
+  snapshots: ls /backups/.snapshots is not served over SFTP yet; stop the server (Ctrl-C) and run
+             ./bin/arkbox snapshots --repo $data
+             ./bin/arkbox ls latest --repo $data
+             ./bin/arkbox jobs --repo $data
+  settings:  $data/arkbox.json (users: ./bin/arkbox user add NAME --repo $data; grants: user grant NAME backups --rw)
 EOT
+exec ./bin/arkbox serve --repo "$data"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, only when one is missing.
 set -euo pipefail
-pkgs=(fuse3 attr e2fsprogs)
+pkgs=(fuse3 attr e2fsprogs openssh-client sshpass sshfs argon2)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -46,6 +46,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"serve", "run the appliance: shares, services, schedules", cmdServe},
+		{"share", "the shares: add, list, remove", cmdShare},
+		{"user", "the users: add, list, passwd, grant, key add", cmdUser},
+		{"snapshot", "snapshot a share now (server stopped)", cmdSnapshot},
+		{"jobs", "the job history", cmdJobs},
 		{"init", "create a repository", cmdInit},
 		{"backup", "back up files and directories", cmdBackup},
 		{"snapshots", "list snapshots", cmdSnapshots},
@@ -234,11 +239,16 @@ func (c *common) open(ctx context.Context, e *env) (*home.Home, *repo.Repository
 	if c.repo == "" {
 		return nil, nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
 	}
-	h, err := home.Open(ctx, c.repo, home.Options{Logger: e.log, ReadOnly: c.readOnly})
+	h, err := home.Open(ctx, resolveRepo(c.repo), home.Options{Logger: e.log, ReadOnly: c.readOnly})
 	if err != nil {
 		return nil, nil, err
 	}
-	pw, err := c.passphrase(e, false)
+	var pw []byte
+	if h.Dir != c.repo {
+		pw, err = c.servePassphrase(e, c.repo)
+	} else {
+		pw, err = c.passphrase(e, false)
+	}
 	if err != nil {
 		h.Close()
 		return nil, nil, err

@@ -16,7 +16,7 @@ func (c *common) openHome(ctx context.Context, e *env) (*home.Home, error) {
 	if c.repo == "" {
 		return nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
 	}
-	h, err := home.Open(ctx, c.repo, home.Options{Logger: e.log, ReadOnly: c.readOnly})
+	h, err := home.Open(ctx, resolveRepo(c.repo), home.Options{Logger: e.log, ReadOnly: c.readOnly})
 	if err != nil {
 		return nil, err
 	}

@@ -461,6 +461,8 @@ func (sh *Share) CommitAll(ctx context.Context, force bool) error {
 // transaction replacing their content, then the staging files removed. A
 // crash at any point leaves them staged (and they are committed again).
 func (sh *Share) commit(ctx context.Context, inos []uint64) error {
+	sh.store.repoMu.RLock()
+	defer sh.store.repoMu.RUnlock()
 	sh.mu.Lock()
 	var claimed []uint64
 	done := make(chan struct{})

@@ -81,6 +81,10 @@ type Store struct {
 	log     *slog.Logger
 	opt     Options
 
+	// repoMu is held shared while commits and snapshots write to the
+	// repository, and exclusively by Exclusive (prune).
+	repoMu sync.RWMutex
+
 	mu     sync.Mutex
 	shares map[string]*Share
 	closed bool
@@ -230,6 +234,15 @@ func (s *Store) Share(name string) (*Share, error) {
 		return nil, fmt.Errorf("sharefs: share %s: %w", name, ErrNotExist)
 	}
 	return sh, nil
+}
+
+// Exclusive runs fn while no commit or snapshot writes to the repository.
+// Prune must run this way: it deletes packs no index lists, and a commit's
+// packs are unlisted until its flush completes.
+func (s *Store) Exclusive(fn func() error) error {
+	s.repoMu.Lock()
+	defer s.repoMu.Unlock()
+	return fn()
 }
 
 // Close commits every staged file that is not open and stops the

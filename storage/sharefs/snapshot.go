@@ -26,6 +26,8 @@ func (sh *Share) Snapshot(ctx context.Context, at time.Time, tags []string) (*re
 	if err := sh.CommitAll(ctx, true); err != nil {
 		return nil, err
 	}
+	sh.store.repoMu.RLock()
+	defer sh.store.repoMu.RUnlock()
 	// Files open for writing: capture their current content.
 	sh.mu.Lock()
 	var open []*openFile

@@ -1,0 +1,430 @@
+// Package server is `arkbox serve`: it opens (or, on first start, creates)
+// the configuration, the pool, the repository and the shares, runs the
+// protocol services and the scheduler (snapshots with retention, prune,
+// scrub, verify), records every run as a job, and shuts down gracefully.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/arkbox/arkbox/appliance/config"
+	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/schedule"
+	"github.com/arkbox/arkbox/appliance/users"
+	"github.com/arkbox/arkbox/services/sftp"
+	"github.com/arkbox/arkbox/storage/crypto"
+	"github.com/arkbox/arkbox/storage/home"
+	"github.com/arkbox/arkbox/storage/maint"
+	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/arkbox/arkbox/storage/pool"
+	"github.com/arkbox/arkbox/storage/repo"
+	"github.com/arkbox/arkbox/storage/retention"
+	"github.com/arkbox/arkbox/storage/sharefs"
+)
+
+// Options are what the command line gives `serve`.
+type Options struct {
+	DataDir    string // the data folder (arkbox.json, repo/, disks/, secrets/)
+	ConfigPath string // "" = DataDir/arkbox.json
+	SFTPAddr   string // overrides the configuration
+	// Passphrase of the repository; nil = read or create
+	// DataDir/secrets/passphrase.
+	Passphrase []byte
+	// KDF for a new repository's key (zero: the default).
+	KDF    crypto.KDFParams
+	Hash   users.Params // password hashing for the first admin
+	Out    io.Writer    // what a person starting the server reads
+	Logger *slog.Logger
+	Clock  schedule.Clock
+	// Ready, if set, receives the SFTP address once the server accepts.
+	Ready func(sftpAddr string)
+}
+
+// Run serves until ctx ends (SIGTERM), then shuts down: stops accepting,
+// lets transfers finish, commits staged files and closes the catalog.
+func Run(ctx context.Context, opt Options) error {
+	log := opt.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Out == nil {
+		opt.Out = io.Discard
+	}
+	if opt.Hash == (users.Params{}) {
+		opt.Hash = users.DefaultParams()
+	}
+	dataDir, err := filepath.Abs(opt.DataDir)
+	if err != nil {
+		return err
+	}
+	cfgPath := opt.ConfigPath
+	if cfgPath == "" {
+		cfgPath = config.Path(dataDir)
+	}
+	cfg, err := config.Load(cfgPath)
+	if errors.Is(err, fs.ErrNotExist) && opt.ConfigPath == "" {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return fmt.Errorf("serve: create data folder %s: %w", dataDir, err)
+		}
+		var pw string
+		cfg, pw, err = config.Init(cfgPath, opt.Hash)
+		if err != nil {
+			return fmt.Errorf("serve: first start: %w", err)
+		}
+		fmt.Fprintf(opt.Out, "first start: wrote %s\n", cfgPath)
+		fmt.Fprintf(opt.Out, "administrator login: user admin, password %s\n", pw)
+		fmt.Fprintln(opt.Out, "(shown once: note it now; change it with `arkbox user passwd admin`)")
+	} else if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if opt.SFTPAddr != "" {
+		cfg.Services.SFTP.Addr = opt.SFTPAddr
+		cfg.Services.SFTP.Enabled = true
+	}
+	loc, err := cfg.Location()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	secrets := filepath.Join(dataDir, "secrets")
+	if err := os.MkdirAll(secrets, 0o700); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	// Pool, catalog, repository.
+	repoDir := cfg.RepoDir()
+	newRepo := false
+	if _, err := os.Stat(filepath.Join(repoDir, home.FileName)); errors.Is(err, fs.ErrNotExist) {
+		newRepo = true
+	}
+	pass := opt.Passphrase
+	if pass == nil {
+		pass, err = localPassphrase(filepath.Join(secrets, "passphrase"), newRepo)
+		if err != nil {
+			return err
+		}
+	}
+	var h *home.Home
+	var r *repo.Repository
+	if newRepo {
+		h, err = home.Create(ctx, repoDir, cfg.DiskDirs(), home.Options{Logger: log, Parity: cfg.Pool.Parity})
+		if err != nil {
+			return fmt.Errorf("serve: create the pool: %w", err)
+		}
+		r, err = repo.Init(ctx, h.Store, h.Catalog, pass, repo.Options{Logger: log, KDF: opt.KDF, KeyLabel: "appliance"})
+	} else {
+		h, err = home.Open(ctx, repoDir, home.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		r, err = repo.Open(ctx, h.Store, h.Catalog, pass, repo.Options{Logger: log})
+	}
+	if err != nil {
+		h.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer h.Close()
+	defer r.Close(context.Background())
+
+	shares, err := sharefs.Open(ctx, r, h.Catalog, filepath.Join(dataDir, "staging"), sharefs.Options{Logger: log, Capacity: capacity(h)})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer shares.Close(context.Background())
+	existing := map[string]bool{}
+	for _, n := range shares.Shares() {
+		existing[n] = true
+	}
+	for _, n := range cfg.ShareNames() {
+		if !existing[n] {
+			if _, err := shares.CreateShare(n); err != nil {
+				return fmt.Errorf("serve: %w", err)
+			}
+			log.Info("share created", "share", n)
+		}
+	}
+	jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 4)
+
+	// SFTP.
+	var sftpSrv *sftp.Server
+	if cfg.Services.SFTP.Enabled {
+		acc := cfg.Accounts()
+		auth, err := users.NewAuthenticator(acc, users.AuthOptions{Limiter: users.NewLimiter(users.LimiterOptions{}), Logger: log})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		sftpSrv, err = sftp.New(sftp.Options{Store: shares, Auth: auth, Authz: users.NewAuthorizer(acc, cfg.ShareNames()),
+			HostKeyPath: filepath.Join(secrets, "ssh_host_ed25519_key"), Logger: log})
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		l, err := net.Listen("tcp", cfg.Services.SFTP.Addr)
+		if err != nil {
+			return fmt.Errorf("serve: sftp: listen on %s: %w", cfg.Services.SFTP.Addr, err)
+		}
+		fmt.Fprintf(opt.Out, "SFTP on %s (sftp -P %s admin@%s)\n", l.Addr(), portOf(l.Addr()), hostOf(l.Addr()))
+		if opt.Ready != nil {
+			opt.Ready(l.Addr().String())
+		}
+		go func() {
+			if err := sftpSrv.Serve(ctx, l); err != nil && !errors.Is(err, sftp.ErrServerClosed) && ctx.Err() == nil {
+				errc <- fmt.Errorf("serve: sftp: %w", err)
+			}
+		}()
+	}
+
+	// Scheduler.
+	sched := schedule.New(schedule.Options{Clock: opt.Clock, Location: loc, Logger: log})
+	w := &worker{cfg: cfg, h: h, r: r, shares: shares, jdb: jdb, log: log, loc: loc}
+	if err := w.addJobs(sched); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		if err := sched.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("serve: scheduler: %w", err)
+		}
+	}()
+	fmt.Fprintf(opt.Out, "arkbox serving %s (shares: %s)\n", dataDir, strings.Join(cfg.ShareNames(), ", "))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("shutting down")
+	cancel()
+	if sftpSrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+		sftpSrv.Shutdown(sctx)
+		scancel()
+	}
+	<-schedDone
+	if err := shares.Close(context.Background()); err != nil && runErr == nil {
+		runErr = fmt.Errorf("serve: commit staged files: %w", err)
+	}
+	return runErr
+}
+
+// localPassphrase reads the repository passphrase kept on the box, or makes
+// one for a new repository.
+func localPassphrase(path string, create bool) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) || !create {
+		return nil, fmt.Errorf("serve: repository passphrase: %w (give it with ARKBOX_PASSWORD or --password-file)", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, err
+	}
+	pw := base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := objstore.WriteFileAtomic(path, []byte(pw+"\n")); err != nil {
+		return nil, fmt.Errorf("serve: store the repository passphrase: %w", err)
+	}
+	return []byte(pw), nil
+}
+
+func capacity(h *home.Home) func() (uint64, uint64, error) {
+	if h.Pool == nil {
+		return nil
+	}
+	return func() (uint64, uint64, error) {
+		st := h.Pool.Status(context.Background())
+		var total, free uint64
+		for _, d := range st.Disks {
+			if d.State == pool.DiskOK {
+				total += d.BytesTotal
+				free += d.BytesFree
+			}
+		}
+		// Usable space: data shards of k+m.
+		if st.K > 0 {
+			total = total * uint64(st.K) / uint64(st.K+st.M)
+			free = free * uint64(st.K) / uint64(st.K+st.M)
+		}
+		return total, free, nil
+	}
+}
+
+func portOf(a net.Addr) string {
+	_, p, _ := net.SplitHostPort(a.String())
+	return p
+}
+
+func hostOf(a net.Addr) string {
+	h, _, _ := net.SplitHostPort(a.String())
+	return h
+}
+
+// worker holds what the scheduled jobs use.
+type worker struct {
+	cfg    config.Config
+	h      *home.Home
+	r      *repo.Repository
+	shares *sharefs.Store
+	jdb    *jobs.DB
+	log    *slog.Logger
+	loc    *time.Location
+}
+
+func (w *worker) addJobs(s *schedule.Scheduler) error {
+	add := func(name, kind, target, schedName, expr string, key string, fn func(ctx context.Context, run *jobs.Run) (jobs.Stats, error)) error {
+		sc, err := schedule.Parse(expr)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", name, err)
+		}
+		return s.Add(schedule.Job{Name: name, Schedule: sc, Key: key,
+			LastRun: w.jdb.LastRunFunc(kind, target, schedName),
+			Run: func(ctx context.Context) error {
+				trig := ""
+				if info, ok := schedule.RunInfoFrom(ctx); ok {
+					trig = string(info.Trigger)
+				}
+				err := w.jdb.Do(ctx, jobs.Spec{Kind: kind, Target: target, Schedule: schedName, Trigger: trig}, fn)
+				if err != nil {
+					w.log.Error("job failed", "job", name, "err", err)
+				}
+				return err
+			}})
+	}
+	for _, sh := range w.cfg.Shares {
+		for i, ss := range sh.Snapshots {
+			sh, ss := sh, ss
+			name := fmt.Sprintf("snapshot %s #%d", sh.Name, i+1)
+			if ss.Name != "" {
+				name = "snapshot " + sh.Name + " " + ss.Name
+			}
+			if err := add(name, "snapshot", sh.Name, ss.Name, ss.Schedule, "share:"+sh.Name, func(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+				return w.snapshot(ctx, sh.Name, ss)
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	if err := add("prune", "prune", "repository", "", w.cfg.Prune.Schedule, "repository", w.prune); err != nil {
+		return err
+	}
+	if err := add("scrub", "scrub", "pool", "", w.cfg.Scrub.Schedule, "repository", w.scrub); err != nil {
+		return err
+	}
+	return add("verify", "verify", "repository", "", w.cfg.Verify.Schedule, "repository", w.verify)
+}
+
+// snapshot takes a snapshot of a share and applies the schedule's retention
+// to that schedule's snapshots.
+func (w *worker) snapshot(ctx context.Context, share string, ss config.SnapshotSchedule) (jobs.Stats, error) {
+	sh, err := w.shares.Share(share)
+	if err != nil {
+		return jobs.Stats{}, err
+	}
+	var tags []string
+	if ss.Name != "" {
+		tags = []string{ss.Name}
+	}
+	sn, err := sh.Snapshot(ctx, time.Now(), tags)
+	if err != nil {
+		return jobs.Stats{}, err
+	}
+	st := jobs.Stats{Files: int64(sn.Stats.Files), BytesTotal: int64(sn.Stats.Bytes), BytesNew: int64(sn.Stats.NewStoredBytes)}
+	pol, err := ss.Retention.Policy()
+	if err != nil || pol.Empty() {
+		return st, err
+	}
+	snaps, err := w.r.Snapshots()
+	if err != nil {
+		return st, err
+	}
+	var in []retention.Snapshot
+	byID := map[string]*repo.Snapshot{}
+	for _, s := range snaps {
+		if s.Source != sharefs.SourcePrefix+share || (ss.Name != "" && !hasTag(s.Tags, ss.Name)) {
+			continue
+		}
+		byID[s.ID.String()] = s
+		in = append(in, retention.Snapshot{ID: s.ID.String(), Time: s.Time, Archived: s.Archived})
+	}
+	ds, err := retention.Apply(in, pol, time.Now(), w.loc)
+	if err != nil {
+		return st, err
+	}
+	for _, d := range ds {
+		if !d.Keep {
+			if err := w.r.DeleteSnapshot(ctx, byID[d.Snapshot.ID].ID); err != nil {
+				return st, err
+			}
+			w.log.Info("retention removed a snapshot", "share", share, "snapshot", d.Snapshot.ID[:8])
+		}
+	}
+	return st, nil
+}
+
+func hasTag(tags []string, t string) bool {
+	for _, x := range tags {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *worker) prune(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+	var rep *maint.PruneReport
+	err := w.shares.Exclusive(func() error {
+		var err error
+		rep, err = maint.Prune(ctx, w.r, maint.PruneOptions{Logger: w.log})
+		return err
+	})
+	if err != nil {
+		return jobs.Stats{}, err
+	}
+	return jobs.Stats{Files: int64(rep.PacksDeleted + rep.PacksRepacked), BytesTotal: rep.BytesFreed}, nil
+}
+
+func (w *worker) scrub(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+	if w.h.Pool == nil {
+		return jobs.Stats{}, nil
+	}
+	rep, err := w.h.Pool.Scrub(ctx, pool.ScrubOptions{Repair: true})
+	if err != nil {
+		return jobs.Stats{}, err
+	}
+	st := jobs.Stats{Files: rep.Objects, BytesTotal: rep.Bytes, Errors: int64(len(rep.Unrepairable))}
+	if len(rep.Unrepairable) > 0 {
+		return st, fmt.Errorf("scrub: %d objects cannot be rebuilt from the disks present", len(rep.Unrepairable))
+	}
+	return st, nil
+}
+
+func (w *worker) verify(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+	rep, err := maint.Check(ctx, w.r, maint.CheckOptions{ReadDataPercent: w.cfg.Verify.ReadDataPercent})
+	if err != nil {
+		return jobs.Stats{}, err
+	}
+	st := jobs.Stats{Files: int64(rep.BlobsRead), BytesTotal: rep.BytesRead, Errors: int64(len(rep.Errors))}
+	if !rep.OK() {
+		return st, fmt.Errorf("verify: %d errors, first: %s: %s", len(rep.Errors), rep.Errors[0].Object, rep.Errors[0].What)
+	}
+	return st, nil
+}

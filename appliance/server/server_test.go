@@ -1,0 +1,190 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/arkbox/arkbox/appliance/config"
+	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/users"
+	"github.com/arkbox/arkbox/storage/crypto"
+	"github.com/arkbox/arkbox/storage/home"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+var fastHash = users.Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+var fastKDF = crypto.KDFParams{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
+
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+	out    *syncBuf
+	addr   string
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func start(t *testing.T, dir string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1), out: &syncBuf{}}
+	ready := make(chan string, 1)
+	go func() {
+		r.done <- Run(ctx, Options{DataDir: dir, SFTPAddr: "127.0.0.1:0", Hash: fastHash, KDF: fastKDF, Out: r.out,
+			Ready: func(a string) { ready <- a }})
+	}()
+	select {
+	case r.addr = <-ready:
+	case err := <-r.done:
+		cancel()
+		t.Fatalf("serve: %v\n%s", err, r.out)
+	case <-time.After(60 * time.Second):
+		t.Fatal("serve did not come up")
+	}
+	return r
+}
+
+func (r *running) stop(t *testing.T) {
+	t.Helper()
+	r.cancel()
+	if err := <-r.done; err != nil {
+		t.Fatalf("serve ended with %v", err)
+	}
+}
+
+func dialSFTP(t *testing.T, addr, user, pw string) *sftp.Client {
+	t.Helper()
+	conn, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password(pw)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("ssh login as %s: %v", user, err)
+	}
+	c, err := sftp.NewClient(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); conn.Close() })
+	return c
+}
+
+// TestServeFirstStartAndRestart: a fresh folder gets a configuration, a
+// pool and an admin; a file uploaded over SFTP is there after a restart,
+// and the snapshot job ran and left a record.
+func TestServeFirstStartAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, dir)
+	m := regexp.MustCompile(`user admin, password (\S+)`).FindStringSubmatch(r.out.String())
+	if m == nil {
+		t.Fatalf("no admin password printed:\n%s", r.out)
+	}
+	pw := m[1]
+	c := dialSFTP(t, r.addr, "admin", pw)
+	data := bytes.Repeat([]byte("office backup "), 100000)
+	f, err := c.Create("/backups/report.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	r.stop(t)
+	for _, p := range []string{"arkbox.json", "repo/home.json", "disks/disk1/arkbox/pool.json", "secrets/passphrase", "secrets/ssh_host_ed25519_key"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {
+			t.Errorf("after first start: %v", err)
+		}
+	}
+
+	r = start(t, dir)
+	if strings.Contains(r.out.String(), "password") {
+		t.Errorf("restart printed a password again:\n%s", r.out)
+	}
+	c = dialSFTP(t, r.addr, "admin", pw)
+	g, err := c.Open("/backups/report.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(g)
+	g.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after restart: %d bytes (%v), want %d", len(got), err, len(data))
+	}
+	if _, err := dialSFTPErr(r.addr, "admin", "wrong password"); err == nil {
+		t.Error("wrong password accepted")
+	}
+	c.Close()
+	r.stop(t)
+
+	// The catch-up snapshot at the first start was recorded as a job.
+	h, err := home.Open(context.Background(), filepath.Join(dir, "repo"), home.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	jdb, err := jobs.Open(context.Background(), h.Catalog.DB(), jobs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := jdb.List(context.Background(), jobs.Filter{Kind: "snapshot"}, 10)
+	if err != nil || len(recs) == 0 || recs[0].Result != jobs.OK {
+		t.Fatalf("snapshot jobs: %+v %v", recs, err)
+	}
+}
+
+func dialSFTPErr(addr, user, pw string) (*ssh.Client, error) {
+	return ssh.Dial("tcp", addr, &ssh.ClientConfig{User: user, Auth: []ssh.AuthMethod{ssh.Password(pw)},
+		HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second})
+}
+
+// TestServeInvalidConfig: a broken configuration stops serve with an error
+// naming the field, and nothing in the folder changes.
+func TestServeInvalidConfig(t *testing.T) {
+	dir := t.TempDir()
+	// A person editing the file mistypes a schedule.
+	good, err := config.Marshal(config.Default(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(good, []byte(`"every 1h"`), []byte(`"evry 5m"`), 1)
+	if bytes.Equal(bad, good) {
+		t.Fatalf("default configuration has no hourly schedule to break:\n%s", good)
+	}
+	if err := os.WriteFile(config.Path(dir), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), Options{DataDir: dir, SFTPAddr: "127.0.0.1:0", Hash: fastHash, KDF: fastKDF})
+	if err == nil || !strings.Contains(err.Error(), "schedule") {
+		t.Fatalf("serve with a bad schedule: %v", err)
+	}
+	var fe *config.FieldError
+	if !errors.As(err, &fe) {
+		t.Errorf("error does not carry the field: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Errorf("serve changed the folder: %d entries", len(ents))
+	}
+	after, _ := os.ReadFile(config.Path(dir))
+	if !bytes.Equal(after, bad) {
+		t.Error("serve rewrote the configuration")
+	}
+}
