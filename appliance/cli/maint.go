@@ -237,38 +237,30 @@ func diffTrees(ctx context.Context, r *repo.Repository, aid, bid [32]byte, prefi
 	} else {
 		bt = &tree.Tree{}
 	}
-	all := func(t *tree.Tree, p string, ch string) error {
-		return walkTree(ctx, r, t, p, func(q string, _ *tree.Node) error { emit(ch, q); return nil })
+	// whole emits a node that is only on one side, and everything below it.
+	whole := func(ch string, n *tree.Node) error {
+		p := filepath.Join(prefix, n.Name)
+		emit(ch, p)
+		if n.Type != tree.Dir {
+			return nil
+		}
+		sub, err := r.LoadTree(ctx, n.Subtree)
+		if err != nil {
+			return err
+		}
+		return walkTree(ctx, r, sub, p, func(q string, _ *tree.Node) error { emit(ch, q); return nil })
 	}
 	i, j := 0, 0
 	for i < len(at.Nodes) || j < len(bt.Nodes) {
 		switch {
 		case j >= len(bt.Nodes) || (i < len(at.Nodes) && at.Nodes[i].Name < bt.Nodes[j].Name):
-			n := &at.Nodes[i]
-			p := filepath.Join(prefix, n.Name)
-			emit("-", p)
-			if n.Type == tree.Dir {
-				sub, err := r.LoadTree(ctx, n.Subtree)
-				if err != nil {
-					return err
-				}
-				if err := all(sub, p, "-"); err != nil {
-					return err
-				}
+			if err := whole("-", &at.Nodes[i]); err != nil {
+				return err
 			}
 			i++
 		case i >= len(at.Nodes) || bt.Nodes[j].Name < at.Nodes[i].Name:
-			n := &bt.Nodes[j]
-			p := filepath.Join(prefix, n.Name)
-			emit("+", p)
-			if n.Type == tree.Dir {
-				sub, err := r.LoadTree(ctx, n.Subtree)
-				if err != nil {
-					return err
-				}
-				if err := all(sub, p, "+"); err != nil {
-					return err
-				}
+			if err := whole("+", &bt.Nodes[j]); err != nil {
+				return err
 			}
 			j++
 		default:

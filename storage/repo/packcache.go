@@ -115,9 +115,5 @@ func (c *PackCache) LoadTree(ctx context.Context, id blob.ID) (*tree.Tree, error
 	if err != nil {
 		return nil, err
 	}
-	t, err := tree.Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("repo: tree %s: %w", id.Short(), err)
-	}
-	return t, nil
+	return decodeTree(id, b)
 }

@@ -150,6 +150,10 @@ func (r *Repository) LoadTree(ctx context.Context, id blob.ID) (*tree.Tree, erro
 	if err != nil {
 		return nil, err
 	}
+	return decodeTree(id, b)
+}
+
+func decodeTree(id blob.ID, b []byte) (*tree.Tree, error) {
 	t, err := tree.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("repo: tree %s: %w", id.Short(), err)
