@@ -125,7 +125,7 @@ func TestStatusCodes(t *testing.T) {
 		{"mkdir at the top", alice, func(c *sftp.Client) error { return c.Mkdir("/newshare") }, "permission denied"},
 		{"mkdir a share", alice, func(c *sftp.Client) error { return c.Mkdir("/docs") }, "permission denied"},
 		{"mkdir existing", alice, func(c *sftp.Client) error { return c.Mkdir("/docs/dir") }, "failure"},
-		{"mkdir the snapshot folder", alice, func(c *sftp.Client) error { return c.Mkdir("/docs/.snapshots") }, "no such file"},
+		{"mkdir the snapshot folder", alice, func(c *sftp.Client) error { return c.Mkdir("/docs/.snapshots") }, "permission denied"},
 		{"rmdir a share", alice, func(c *sftp.Client) error { return c.RemoveDirectory("/docs") }, "permission denied"},
 		{"rmdir the top", alice, func(c *sftp.Client) error { return c.RemoveDirectory("/") }, "permission denied"},
 		{"rmdir non-empty", alice, func(c *sftp.Client) error { return c.RemoveDirectory("/docs/dir") }, "failure"},

@@ -29,6 +29,9 @@ var (
 	errRootReadOnly = &policyError{"the top level lists the shares and is read-only", syscall.EACCES}
 	// errReadOnlyGrant: the user may only read this share.
 	errReadOnlyGrant = &policyError{"read-only access to this share", syscall.EACCES}
+	// errSnapshotReadOnly: /SHARE/.snapshots and the snapshots in it
+	// never change, whatever the grant.
+	errSnapshotReadOnly = &policyError{"snapshots are read-only", syscall.EACCES}
 	// errCrossShare: renames and links stay within one share.
 	errCrossShare = &policyError{"cannot move or link between shares", syscall.EXDEV}
 	// errShuttingDown: no new files are opened while the server stops.

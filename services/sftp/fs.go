@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
@@ -73,6 +74,15 @@ type loc struct {
 	parent uint64         // directory holding the last element; 0 for a share's root
 	name   string         // last element; "" for a share's root
 	in     *sharefs.Inode // nil if the last element does not exist
+	snap   *snapLoc       // set for /SHARE/.snapshots and everything below it
+}
+
+// snapLoc is a path in a share's read-only snapshot folder: the folder
+// itself (snapshot ""), a snapshot's root (path "") or an entry of one.
+type snapLoc struct {
+	snapshot string     // folder name of the snapshot, "" for /SHARE/.snapshots
+	path     string     // slash path inside the snapshot, "" for its root
+	node     *tree.Node // nil if the last element does not exist
 }
 
 // resolve finds p. Every element but the last must be a directory: the
@@ -128,18 +138,109 @@ func (s *session) resolve(p string) (*loc, error) {
 	return l, nil
 }
 
-// resolveSnapshot is the seam for the read-only snapshot folder
-// /SHARE/.snapshots/<time>/… (sharefs.SnapshotsDir): it is not served over
-// SFTP yet, so it does not exist here. sharefs reserves the name, so
-// nothing in the live tree can hide behind it. Serving it means a second
-// kind of loc backed by Share.SnapshotLookup and Share.SnapshotOpen, with
-// every change refused as on a read-only grant.
+// resolveSnapshot resolves the rest of a path below the read-only
+// snapshot folder /SHARE/.snapshots (sharefs.SnapshotsDir; sharefs
+// reserves the name, so nothing in the live tree can hide behind it):
+// the folder itself, one folder per snapshot, and the snapshot's tree
+// below it, read through Share.SnapshotLookup. As in the live tree every
+// element but the last must be a directory, a path through a symlink
+// fails with errSymlink, and the last element may be missing (node is
+// nil). On failure l is still returned with snap set, so that a change
+// is refused as such whatever the path.
 func (s *session) resolveSnapshot(l *loc, rest []string) (*loc, error) {
-	return nil, &policyError{"snapshots are not browsable over SFTP yet", syscall.ENOENT}
+	l.snap = &snapLoc{}
+	if len(rest) == 0 {
+		l.parent, l.name = sharefs.RootIno, sharefs.SnapshotsDir
+		fi, err := s.snapshotsInfo(l.share)
+		if err != nil {
+			return l, err
+		}
+		l.snap.node = &tree.Node{Type: tree.Dir, Mode: 0o555, MTime: fi.mtime.UnixNano()}
+		return l, nil
+	}
+	ctx := s.srv.ctx
+	l.snap.snapshot, l.name = rest[0], rest[len(rest)-1]
+	l.snap.path = strings.Join(rest[1:], "/")
+	if len(rest) == 1 {
+		root, err := l.share.SnapshotLookup(ctx, rest[0], "")
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return l, err
+		default:
+			l.snap.node = &root.Node
+		}
+		return l, nil
+	}
+	dirs := rest[1 : len(rest)-1]
+	parent, err := l.share.SnapshotLookup(ctx, rest[0], strings.Join(dirs, "/"))
+	if errors.Is(err, syscall.ENOTDIR) || err == nil && parent.Tree == nil {
+		return l, notDirIn(ctx, l.share, rest[0], dirs)
+	}
+	if err != nil {
+		return l, err
+	}
+	if n, ok := parent.Tree.Find(l.name); ok {
+		node := *n
+		l.snap.node = &node
+	}
+	return l, nil
+}
+
+// notDirIn tells why the directory path dirs of a snapshot is not one:
+// errSymlink when the first element that is not a directory is a symlink
+// (never followed), ENOTDIR otherwise.
+func notDirIn(ctx context.Context, sh *sharefs.Share, snapshot string, dirs []string) error {
+	for i := 1; i <= len(dirs); i++ {
+		n, err := sh.SnapshotLookup(ctx, snapshot, strings.Join(dirs[:i], "/"))
+		if err != nil {
+			return err
+		}
+		switch n.Node.Type {
+		case tree.Dir:
+			continue
+		case tree.Symlink:
+			return errSymlink
+		}
+		return syscall.ENOTDIR
+	}
+	return syscall.ENOTDIR
+}
+
+// snapshotsInfo describes /SHARE/.snapshots: a read-only directory whose
+// time is that of the newest snapshot (the server's start without one).
+func (s *session) snapshotsInfo(sh *sharefs.Share) (*fileInfo, error) {
+	dirs, err := sh.Snapshots()
+	if err != nil {
+		return nil, err
+	}
+	mtime := s.srv.started
+	if len(dirs) > 0 {
+		mtime = dirs[len(dirs)-1].Snapshot.Time
+	}
+	return &fileInfo{name: sharefs.SnapshotsDir, mode: fs.ModeDir | 0o555, mtime: mtime}, nil
+}
+
+// nodeInfo presents an entry of a snapshot.
+func nodeInfo(name string, n *tree.Node) *fileInfo {
+	return &fileInfo{name: name, size: int64(n.Size), mode: fileMode(n.Type, n.Mode),
+		mtime: time.Unix(0, n.MTime), uid: n.UID, gid: n.GID}
+}
+
+// missing reports whether l is a path in a share whose last element
+// does not exist.
+func (l *loc) missing() bool {
+	if l.snap != nil {
+		return l.snap.node == nil
+	}
+	return l.share != nil && l.in == nil
 }
 
 // writable reports whether the user may change l's share.
 func (l *loc) writable() error {
+	if l.snap != nil {
+		return errSnapshotReadOnly
+	}
 	if l.share == nil {
 		return errRootReadOnly
 	}
@@ -156,7 +257,17 @@ func (s *session) resolveEntry(p string) (*loc, error) {
 	if depth(cleanPath(p)) < 2 {
 		return nil, errRootReadOnly
 	}
+	return s.resolveChange(p)
+}
+
+// resolveChange resolves p for an operation that changes it: only with
+// write access, and never in the snapshot folder, whether the path there
+// exists or not.
+func (s *session) resolveChange(p string) (*loc, error) {
 	l, err := s.resolve(p)
+	if l != nil && l.snap != nil {
+		return nil, errSnapshotReadOnly
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +299,15 @@ func (s *session) fail(op, p string, err error) error {
 // Fileread opens a file for reading.
 func (s *session) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 	defer s.contain("open", &err)
-	h, err := s.open(r, false)
+	l, err := s.resolve(r.Filepath)
+	var h io.ReaderAt
+	switch {
+	case err != nil:
+	case l.snap != nil:
+		h, err = s.openSnapshot(l)
+	default:
+		h, err = s.openLoc(r, l, false)
+	}
 	if err != nil {
 		return nil, s.fail("open", r.Filepath, err)
 	}
@@ -198,7 +317,7 @@ func (s *session) Fileread(r *sftp.Request) (_ io.ReaderAt, err error) {
 // Filewrite opens a file for writing.
 func (s *session) Filewrite(r *sftp.Request) (_ io.WriterAt, err error) {
 	defer s.contain("open", &err)
-	h, err := s.open(r, true)
+	h, err := s.openWrite(r)
 	if err != nil {
 		return nil, s.fail("open", r.Filepath, err)
 	}
@@ -208,23 +327,26 @@ func (s *session) Filewrite(r *sftp.Request) (_ io.WriterAt, err error) {
 // OpenFile opens a file for reading and writing.
 func (s *session) OpenFile(r *sftp.Request) (_ sftp.WriterAtReaderAt, err error) {
 	defer s.contain("open", &err)
-	h, err := s.open(r, true)
+	h, err := s.openWrite(r)
 	if err != nil {
 		return nil, s.fail("open", r.Filepath, err)
 	}
 	return h, nil
 }
 
-func (s *session) open(r *sftp.Request, write bool) (*handle, error) {
-	fl := r.Pflags()
-	resolve := s.resolve
-	if write {
-		resolve = s.resolveEntry
-	}
-	l, err := resolve(r.Filepath)
+// openWrite resolves and opens a file of the live tree for writing (and
+// reading).
+func (s *session) openWrite(r *sftp.Request) (*handle, error) {
+	l, err := s.resolveEntry(r.Filepath)
 	if err != nil {
 		return nil, err
 	}
+	return s.openLoc(r, l, true)
+}
+
+// openLoc opens the file of the live tree at l.
+func (s *session) openLoc(r *sftp.Request, l *loc, write bool) (*handle, error) {
+	fl := r.Pflags()
 	if l.name == "" {
 		return nil, syscall.EISDIR
 	}
@@ -352,6 +474,61 @@ func (h *handle) TransferError(err error) {
 	h.s.log.Warn("sftp: connection ended with a file open; what was written so far is kept", "path", h.path, "err", err)
 }
 
+// openSnapshot opens a file of a snapshot for reading.
+func (s *session) openSnapshot(l *loc) (*snapHandle, error) {
+	n := l.snap.node
+	switch {
+	case n == nil:
+		return nil, fs.ErrNotExist
+	case n.Type == tree.Dir:
+		return nil, syscall.EISDIR
+	case n.Type == tree.Symlink:
+		return nil, errSymlink
+	case n.Type != tree.File:
+		return nil, syscall.EINVAL
+	}
+	if err := s.conn.acquire(); err != nil {
+		return nil, err
+	}
+	f, err := l.share.SnapshotOpen(s.srv.ctx, l.snap.snapshot, l.snap.path)
+	if err != nil {
+		s.conn.release()
+		return nil, err
+	}
+	s.opened.Add(1)
+	return &snapHandle{s: s, f: f, path: l.path}, nil
+}
+
+// snapHandle is a file of a snapshot open for reading. pkg/sftp calls
+// ReadAt from several goroutines at once; sharefs.SnapshotFile allows
+// that.
+type snapHandle struct {
+	s    *session
+	f    *sharefs.SnapshotFile
+	path string
+
+	closeOnce sync.Once
+}
+
+func (h *snapHandle) ReadAt(p []byte, off int64) (_ int, err error) {
+	defer h.s.contain("read", &err)
+	n, err := h.f.ReadAt(p, off)
+	h.s.read.Add(int64(n))
+	if err != nil && err != io.EOF {
+		return n, h.s.fail("read", h.path, err)
+	}
+	return n, err
+}
+
+func (h *snapHandle) Close() (err error) {
+	defer h.s.contain("close", &err)
+	h.closeOnce.Do(func() {
+		h.f.Close()
+		h.s.conn.release()
+	})
+	return nil
+}
+
 // Filecmd changes the tree: Setstat, Rename, Rmdir, Mkdir, Link, Symlink,
 // Remove.
 func (s *session) Filecmd(r *sftp.Request) (err error) {
@@ -394,11 +571,8 @@ func (s *session) PosixRename(r *sftp.Request) (err error) {
 
 func (s *session) setstat(r *sftp.Request) error {
 	s.ch.awaitEarlier()
-	l, err := s.resolve(r.Filepath)
+	l, err := s.resolveChange(r.Filepath)
 	if err != nil {
-		return err
-	}
-	if err := l.writable(); err != nil {
 		return err
 	}
 	if l.in == nil {
@@ -490,15 +664,12 @@ func (s *session) mkdir(p string) error {
 }
 
 func (s *session) link(from, to string) error {
-	src, err := s.resolve(from)
+	src, err := s.resolveChange(from)
 	if err != nil {
 		return err
 	}
 	dst, err := s.resolveEntry(to)
 	if err != nil {
-		return err
-	}
-	if err := src.writable(); err != nil {
 		return err
 	}
 	if src.share != dst.share {
@@ -534,7 +705,7 @@ func (s *session) symlink(target, linkPath string) error {
 func (s *session) StatVFS(r *sftp.Request) (_ *sftp.StatVFS, err error) {
 	defer s.contain("statvfs", &err)
 	l, err := s.resolve(r.Filepath)
-	if err == nil && l.in == nil && l.share != nil {
+	if err == nil && l.missing() {
 		err = fs.ErrNotExist
 	}
 	if err != nil {
@@ -594,6 +765,10 @@ func (s *session) stat(p string) (os.FileInfo, error) {
 	switch {
 	case l.share == nil:
 		return &fileInfo{name: "/", mode: fs.ModeDir | 0o555, mtime: s.srv.started}, nil
+	case l.snap != nil && l.snap.node == nil:
+		return nil, fs.ErrNotExist
+	case l.snap != nil:
+		return nodeInfo(l.name, l.snap.node), nil
 	case l.in == nil:
 		return nil, fs.ErrNotExist
 	case l.name == "":
@@ -625,6 +800,9 @@ func (s *session) list(p string) (lister, error) {
 		}
 		return out, nil
 	}
+	if l.snap != nil {
+		return s.listSnapshot(l)
+	}
 	switch {
 	case l.in == nil:
 		return nil, fs.ErrNotExist
@@ -637,9 +815,56 @@ func (s *session) list(p string) (lister, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(lister, 0, len(ents))
+	out := make(lister, 0, len(ents)+1)
 	for _, e := range ents {
 		out = append(out, inodeInfo(e.Name, e.Inode))
+	}
+	if l.name == "" { // the share's root also shows its snapshot folder
+		fi, err := s.snapshotsInfo(l.share)
+		if err != nil {
+			// The live tree stays listable; the folder itself reports
+			// the error when opened.
+			s.log.Error("sftp: cannot list snapshots", "share", l.share.Name(), "err", err)
+		} else {
+			out = append(out, fi)
+		}
+	}
+	return out, nil
+}
+
+// listSnapshot lists /SHARE/.snapshots (one folder per snapshot, oldest
+// first) or a directory of a snapshot.
+func (s *session) listSnapshot(l *loc) (lister, error) {
+	n := l.snap.node
+	switch {
+	case n == nil:
+		return nil, fs.ErrNotExist
+	case n.Type == tree.Symlink:
+		return nil, errSymlink
+	case n.Type != tree.Dir:
+		return nil, syscall.ENOTDIR
+	}
+	if l.snap.snapshot == "" {
+		dirs, err := l.share.Snapshots()
+		if err != nil {
+			return nil, err
+		}
+		out := make(lister, 0, len(dirs))
+		for _, d := range dirs {
+			out = append(out, &fileInfo{name: d.Name, mode: fs.ModeDir | 0o555, mtime: d.Snapshot.Time})
+		}
+		return out, nil
+	}
+	dir, err := l.share.SnapshotLookup(s.srv.ctx, l.snap.snapshot, l.snap.path)
+	if err != nil {
+		return nil, err
+	}
+	if dir.Tree == nil {
+		return nil, syscall.ENOTDIR
+	}
+	out := make(lister, 0, len(dir.Tree.Nodes))
+	for i := range dir.Tree.Nodes {
+		out = append(out, nodeInfo(dir.Tree.Nodes[i].Name, &dir.Tree.Nodes[i]))
 	}
 	return out, nil
 }
@@ -650,8 +875,12 @@ func (s *session) Readlink(p string) (_ string, err error) {
 	l, err := s.resolve(p)
 	if err == nil {
 		switch {
-		case l.in == nil && l.share != nil:
+		case l.missing():
 			err = fs.ErrNotExist
+		case l.snap != nil && l.snap.node.Type != tree.Symlink:
+			err = syscall.EINVAL
+		case l.snap != nil:
+			return l.snap.node.LinkTarget, nil
 		case l.in == nil || l.in.Type != tree.Symlink:
 			err = syscall.EINVAL
 		}
