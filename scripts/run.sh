@@ -9,7 +9,7 @@ data=./var/box
 cat <<EOT
 arkbox: data folder $data
   upload:    sftp -P 2222 admin@127.0.0.1        (then: cd backups; put FILE)
-  snapshots: ls /backups/.snapshots is not served over SFTP yet; stop the server (Ctrl-C) and run
+  snapshots: over SFTP in /backups/.snapshots/<time>/ (read-only); or stop the server (Ctrl-C) and run
              ./bin/arkbox snapshots --repo $data
              ./bin/arkbox ls latest --repo $data
              ./bin/arkbox jobs --repo $data
