@@ -4,7 +4,6 @@
 package cli
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -234,14 +233,30 @@ func prompt(e *env, label string, confirm bool) ([]byte, error) {
 	return pw, nil
 }
 
+// openRepo is an open repository and the home folder it lives in.
+type openRepo struct {
+	*repo.Repository
+	home *home.Home
+	ctx  context.Context
+}
+
+// Close flushes the repository, then closes the catalog and the store.
+func (o *openRepo) Close() error {
+	err := o.Repository.Close(o.ctx)
+	if e := o.home.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
 // open opens the home folder and the repository in it.
-func (c *common) open(ctx context.Context, e *env) (*home.Home, *repo.Repository, error) {
+func (c *common) open(ctx context.Context, e *env) (*openRepo, error) {
 	if c.repo == "" {
-		return nil, nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
+		return nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
 	}
 	h, err := home.Open(ctx, resolveRepo(c.repo), home.Options{Logger: e.log, ReadOnly: c.readOnly})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var pw []byte
 	if h.Dir != c.repo {
@@ -251,14 +266,14 @@ func (c *common) open(ctx context.Context, e *env) (*home.Home, *repo.Repository
 	}
 	if err != nil {
 		h.Close()
-		return nil, nil, err
+		return nil, err
 	}
 	r, err := repo.Open(ctx, h.Store, h.Catalog, pw, repo.Options{Logger: e.log, KDF: kdfFromEnv()})
 	if err != nil {
 		h.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return h, r, nil
+	return &openRepo{Repository: r, home: h, ctx: ctx}, nil
 }
 
 // kdfFromEnv lets tests use cheap argon2id parameters
@@ -294,11 +309,6 @@ func humanBytes(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-func readLine(r io.Reader) string {
-	s, _ := bufio.NewReader(r).ReadString('\n')
-	return strings.TrimSpace(s)
-}
-
 func sortedKeys[M ~map[string]V, V any](m M) []string {
 	ks := make([]string, 0, len(m))
 	for k := range m {
@@ -307,8 +317,6 @@ func sortedKeys[M ~map[string]V, V any](m M) []string {
 	sort.Strings(ks)
 	return ks
 }
-
-func lookupEnv(k string) (string, bool) { return os.LookupEnv(k) }
 
 func readSecretFile(p string) ([]byte, error) {
 	b, err := os.ReadFile(p)

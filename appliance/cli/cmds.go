@@ -82,17 +82,16 @@ func cmdBackup(ctx context.Context, e *env, args []string) error {
 		}
 		opt.Time = t
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	stop := progress(e, func() string {
 		p := opt.Progress
 		return fmt.Sprintf("%d files, %s, %d errors", p.Files.Load(), humanBytes(p.Bytes.Load()), p.Errors.Load())
 	})
-	res, err := archiver.Run(ctx, r, opt)
+	res, err := archiver.Run(ctx, r.Repository, opt)
 	stop()
 	if err != nil {
 		return err
@@ -179,12 +178,11 @@ func cmdSnapshots(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	snaps, err := r.Snapshots()
 	if err != nil {
 		return err
@@ -283,17 +281,16 @@ func cmdLs(ctx context.Context, e *env, args []string) error {
 		return usagef("give SNAPSHOT[:PATH]")
 	}
 	ref, sub := splitRef(pos[0])
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	sn, err := r.FindSnapshot(ref)
 	if err != nil {
 		return err
 	}
-	n, t, err := restorer.Resolve(ctx, r, sn.Tree, sub)
+	n, t, err := restorer.Resolve(ctx, r.Repository, sn.Tree, sub)
 	if err != nil {
 		return err
 	}
@@ -319,7 +316,7 @@ func cmdLs(ctx context.Context, e *env, args []string) error {
 	if t == nil {
 		err = add(prefix, n)
 	} else {
-		err = walkTree(ctx, r, t, prefix, add)
+		err = walkTree(ctx, r.Repository, t, prefix, add)
 	}
 	if err != nil {
 		return err
@@ -345,12 +342,11 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 		return usagef("give SNAPSHOT[:PATH] and --target DIR")
 	}
 	ref, sub := splitRef(pos[0])
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	sn, err := r.FindSnapshot(ref)
 	if err != nil {
 		return err
@@ -360,7 +356,7 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 		return fmt.Sprintf("%d files, %s of %s", prog.Files.Load(), humanBytes(prog.Bytes.Load()), humanBytes(sn.Stats.Bytes))
 	})
 	start := time.Now()
-	res, err := restorer.Run(ctx, r, sn, restorer.Options{Target: *target, Path: sub, Logger: e.log, Progress: prog})
+	res, err := restorer.Run(ctx, r.Repository, sn, restorer.Options{Target: *target, Path: sub, Logger: e.log, Progress: prog})
 	stop()
 	if err != nil {
 		return err
@@ -390,12 +386,11 @@ func setArchived(ctx context.Context, e *env, name string, args []string, v bool
 	if len(pos) != 1 {
 		return usagef("give one SNAPSHOT")
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	sn, err := r.FindSnapshot(pos[0])
 	if err != nil {
 		return err

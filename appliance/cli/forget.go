@@ -80,12 +80,11 @@ func cmdForget(ctx context.Context, e *env, args []string) error {
 			return usagef("--now: %v", err)
 		}
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	snaps, err := r.Snapshots()
 	if err != nil {
 		return err
@@ -159,7 +158,7 @@ func cmdForget(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "%s %d of %d snapshots\n", verb, len(remove), len(all))
 	}
 	if *prune && !*dry && len(remove) > 0 {
-		return runPrune(ctx, e, r, false, c.json)
+		return runPrune(ctx, e, r.Repository, false, c.json)
 	}
 	return nil
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/arkbox/arkbox/storage/maint"
@@ -37,11 +39,25 @@ func (p *pctFlag) Set(s string) error {
 	return nil
 }
 
+// phaseProgress returns a progress callback for check and prune (called by
+// the work) and the function that stops the status line (the progress
+// goroutine reads what the callback wrote, so both hold mu).
 func phaseProgress(e *env) (func(string, int, int), func()) {
-	var phase string
-	var done, total int
-	stop := progress(e, func() string { return fmt.Sprintf("%s %d/%d", phase, done, total) })
-	return func(p string, d, t int) { phase, done, total = p, d, t }, stop
+	var (
+		mu          sync.Mutex
+		phase       string
+		done, total int
+	)
+	stop := progress(e, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf("%s %d/%d", phase, done, total)
+	})
+	return func(p string, d, t int) {
+		mu.Lock()
+		phase, done, total = p, d, t
+		mu.Unlock()
+	}, stop
 }
 
 func cmdCheck(ctx context.Context, e *env, args []string) error {
@@ -52,14 +68,13 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	prog, stop := phaseProgress(e)
-	rep, err := maint.Check(ctx, r, maint.CheckOptions{ReadDataPercent: rd.v, Progress: prog})
+	rep, err := maint.Check(ctx, r.Repository, maint.CheckOptions{ReadDataPercent: rd.v, Progress: prog})
 	stop()
 	if err != nil {
 		return err
@@ -96,13 +111,12 @@ func cmdPrune(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
-	return runPrune(ctx, e, r, *dry, c.json)
+	defer r.Close()
+	return runPrune(ctx, e, r.Repository, *dry, c.json)
 }
 
 func runPrune(ctx context.Context, e *env, r *repo.Repository, dry, asJSON bool) error {
@@ -130,17 +144,16 @@ func cmdStats(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	var disk uint64
-	for _, d := range h.DiskDirs() {
+	for _, d := range r.home.DiskDirs() {
 		disk += duBytes(d)
 	}
-	st, err := maint.ComputeStats(ctx, r, disk)
+	st, err := maint.ComputeStats(ctx, r.Repository, disk)
 	if err != nil {
 		return err
 	}
@@ -186,12 +199,11 @@ func cmdDiff(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 2 {
 		return usagef("give two snapshots")
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	a, err := r.FindSnapshot(pos[0])
 	if err != nil {
 		return err
@@ -208,7 +220,7 @@ func cmdDiff(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "%s %s\n", ch, p)
 		}
 	}
-	if err := diffTrees(ctx, r, a.Tree, b.Tree, "/", emit); err != nil {
+	if err := diffTrees(ctx, r.Repository, a.Tree, b.Tree, "/", emit); err != nil {
 		return err
 	}
 	if c.json {
@@ -313,18 +325,17 @@ func cmdKey(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	h, r, err := c.open(ctx, e)
+	r, err := c.open(ctx, e)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	defer r.Close(ctx)
+	defer r.Close()
 	newPass := func() ([]byte, error) {
 		if *newFile != "" {
 			b, err := readSecretFile(*newFile)
 			return b, err
 		}
-		if v, ok := lookupEnv("ARKBOX_NEW_PASSWORD"); ok {
+		if v, ok := os.LookupEnv("ARKBOX_NEW_PASSWORD"); ok {
 			return []byte(v), nil
 		}
 		return prompt(e, "new passphrase: ", true)

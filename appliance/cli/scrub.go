@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/arkbox/arkbox/storage/home"
@@ -40,11 +41,20 @@ func cmdScrub(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer h.Close()
-	var last pool.ScrubProgress
+	var (
+		mu   sync.Mutex // the scrub writes last, the status line reads it
+		last pool.ScrubProgress
+	)
 	stop := progress(e, func() string {
+		mu.Lock()
+		defer mu.Unlock()
 		return fmt.Sprintf("%d/%d folders, %d objects, %s, %d problems", last.Done, last.Total, last.Objects, humanBytes(uint64(last.Bytes)), last.Problems)
 	})
-	rep, err := h.Pool.Scrub(ctx, pool.ScrubOptions{Repair: !*noRepair, Progress: func(p pool.ScrubProgress) { last = p }})
+	rep, err := h.Pool.Scrub(ctx, pool.ScrubOptions{Repair: !*noRepair, Progress: func(p pool.ScrubProgress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	}})
 	stop()
 	if err != nil {
 		return err

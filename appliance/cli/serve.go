@@ -40,7 +40,7 @@ func (c *common) servePassphrase(e *env, dataDir string) ([]byte, error) {
 	if _, ok := os.LookupEnv("ARKBOX_PASSWORD"); ok || c.pwFile != "" {
 		return c.passphrase(e, false)
 	}
-	b, err := os.ReadFile(filepath.Join(dataDir, "secrets", "passphrase"))
+	b, err := os.ReadFile(server.PassphrasePath(dataDir))
 	if err != nil {
 		return c.passphrase(e, false)
 	}
@@ -60,9 +60,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	opt := server.Options{DataDir: c.repo, ConfigPath: *cfgPath, SFTPAddr: *sftpAddr, Out: e.stdout,
 		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})), KDF: kdfFromEnv()}
-	if os.Getenv("ARKBOX_TEST_KDF") == "1" {
-		opt.Hash = users.Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
-	}
+	opt.Hash = hashParams()
 	if _, ok := os.LookupEnv("ARKBOX_PASSWORD"); ok || c.pwFile != "" {
 		pw, err := c.passphrase(e, false)
 		if err != nil {
@@ -71,6 +69,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		opt.Passphrase = pw
 	}
 	return server.Run(ctx, opt)
+}
+
+// hashParams are the password-hash parameters: the default, or cheap ones
+// for tests (ARKBOX_TEST_KDF=1, like kdfFromEnv).
+func hashParams() users.Params {
+	if os.Getenv("ARKBOX_TEST_KDF") == "1" {
+		return users.Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+	}
+	return users.DefaultParams()
 }
 
 // loadConfig reads the data folder's configuration for editing.
@@ -205,10 +212,6 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		}
 		return out, nil
 	}
-	hashParams := users.DefaultParams()
-	if os.Getenv("ARKBOX_TEST_KDF") == "1" {
-		hashParams = users.Params{MemoryKiB: 8 * 1024, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
-	}
 	newPassword := func() (string, error) {
 		var pw []byte
 		if c.pwFile != "" {
@@ -228,7 +231,7 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		if len(pw) < 8 {
 			return "", errors.New("the password is shorter than 8 characters")
 		}
-		return users.HashPasswordParams(pw, hashParams)
+		return users.HashPasswordParams(pw, hashParams())
 	}
 	switch sub {
 	case "list":

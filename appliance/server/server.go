@@ -110,7 +110,7 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	pass := opt.Passphrase
 	if pass == nil {
-		pass, err = localPassphrase(filepath.Join(secrets, "passphrase"), newRepo)
+		pass, err = localPassphrase(PassphrasePath(dataDir), newRepo)
 		if err != nil {
 			return err
 		}
@@ -224,6 +224,10 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	return runErr
 }
+
+// PassphrasePath is where serve keeps the repository passphrase of a data
+// folder (made at the first start unless one is given).
+func PassphrasePath(dataDir string) string { return filepath.Join(dataDir, "secrets", "passphrase") }
 
 // localPassphrase reads the repository passphrase kept on the box, or makes
 // one for a new repository.

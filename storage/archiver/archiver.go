@@ -300,11 +300,10 @@ func (a *archiver) entry(ctx context.Context, path, name string, fi fs.FileInfo,
 	a.prog.Files.Add(1)
 	n, err := fsnode.FromStat(path, name, fi, fsnode.Options{Xattrs: true, Names: &a.names})
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) || n.Type == 0 {
+		// Gone since the directory was read: skip it, as fill does.
+		if !errors.Is(err, fs.ErrNotExist) {
 			a.softError(err)
-			return nil, nil
 		}
-		a.softError(err)
 		return nil, nil
 	}
 	switch n.Type {

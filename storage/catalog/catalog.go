@@ -7,6 +7,7 @@
 package catalog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -94,7 +95,7 @@ func resetTx(tx *bolt.Tx) error {
 				return err
 			}
 		}
-		if !bytesEqual(b, bMarks) {
+		if !bytes.Equal(b, bMarks) {
 			if _, err := tx.CreateBucket(b); err != nil {
 				return err
 			}
@@ -102,8 +103,6 @@ func resetTx(tx *bolt.Tx) error {
 	}
 	return nil
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 // Reset empties the repository cache (blobs, packs, indexes, snapshots,
 // marks) and records repoID, for a rebuild.

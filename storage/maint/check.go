@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"path"
 	"sort"
 
@@ -143,7 +144,6 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions) (*CheckRep
 				ids = append(ids, id)
 			}
 		}
-		sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
 		ids = selectShare(ids, opt.ReadDataPercent)
 		for i, id := range ids {
 			prog("read data", i, len(ids))
@@ -155,22 +155,16 @@ func Check(ctx context.Context, r *repo.Repository, opt CheckOptions) (*CheckRep
 	return rep, nil
 }
 
-// selectShare picks about pct percent of ids, spread evenly (a different
-// subset each run would need randomness; an even spread over the sorted ids
-// lets consecutive runs with an offset cover everything).
+// selectShare picks a random pct percent of ids (at least one), so that a
+// scheduled partial verification covers every pack over its runs.
 func selectShare(ids []objstore.ID, pct float64) []objstore.ID {
 	if pct >= 100 {
 		return ids
 	}
 	n := int(float64(len(ids))*pct/100 + 0.999)
-	if n <= 0 {
-		return nil
-	}
-	out := make([]objstore.ID, 0, n)
-	step := float64(len(ids)) / float64(n)
-	for i := 0; i < n; i++ {
-		out = append(out, ids[int(float64(i)*step)])
-	}
+	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	out := ids[:min(n, len(ids))]
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
 }
 

@@ -162,7 +162,9 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 	if len(rescued) > 0 {
 		keepUnindexed := unindexed[:0]
 		for _, id := range unindexed {
-			if !rescued[id] {
+			if size, ok := rescued[id]; ok {
+				rep.BytesFreed -= size
+			} else {
 				keepUnindexed = append(keepUnindexed, id)
 			}
 		}
@@ -345,9 +347,10 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 
 // rescueUnindexed checks that every marked blob is indexed. For those that
 // are not, it reads the headers of the unindexed packs and writes an index
-// for the packs that hold them. It returns the packs it indexed, and fails
+// for the packs that hold them. It returns the packs it indexed (with their
+// sizes), and fails
 // when a needed blob is in no pack at all.
-func rescueUnindexed(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, unindexed []objstore.ID, dryRun bool) (map[objstore.ID]bool, error) {
+func rescueUnindexed(ctx context.Context, r *repo.Repository, marks *catalog.MarkSet, unindexed []objstore.ID, dryRun bool) (map[objstore.ID]int64, error) {
 	cat := r.Catalog()
 	missing := map[[33]byte]bool{}
 	err := marks.ForEach(func(t blob.Type, id blob.ID) error {
@@ -364,7 +367,7 @@ func rescueUnindexed(ctx context.Context, r *repo.Repository, marks *catalog.Mar
 	if err != nil || len(missing) == 0 {
 		return nil, err
 	}
-	rescued := map[objstore.ID]bool{}
+	rescued := map[objstore.ID]int64{}
 	var packs []catalog.IndexedPack
 	for _, pid := range unindexed {
 		info, err := r.Store().Stat(ctx, objstore.KindPack, pid)
@@ -393,7 +396,7 @@ func rescueUnindexed(ctx context.Context, r *repo.Repository, marks *catalog.Mar
 			ip.Blobs = append(ip.Blobs, catalog.IndexedBlob{Type: e.Type, ID: e.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})
 		}
 		packs = append(packs, ip)
-		rescued[pid] = true
+		rescued[pid] = info.Size
 	}
 	if len(missing) > 0 {
 		for k := range missing {

@@ -175,7 +175,6 @@ func Run(ctx context.Context, r *repo.Repository, sn *repo.Snapshot, opt Options
 	if walkErr != nil {
 		return nil, walkErr
 	}
-	// Hard links last: their first path must be complete.
 	// Directory metadata last, deepest first, so that writing entries does
 	// not disturb the times of their directory.
 	for i := len(rs.dirs) - 1; i >= 0; i-- {

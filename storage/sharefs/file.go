@@ -163,7 +163,7 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 		return fmt.Errorf("sharefs: stage inode %d: %w", of.ino, err)
 	}
 	objstore.SyncDir(sh.stagingDir())
-	err = sh.updateMeta(func(b *bolt.Bucket) error {
+	err = sh.update(func(b *bolt.Bucket) error {
 		in, err := getInode(b, of.ino)
 		if err != nil {
 			return err
@@ -299,7 +299,7 @@ func (sh *Share) invalidateOnce(of *openFile) error {
 	if done {
 		return nil
 	}
-	err := sh.updateMeta(func(b *bolt.Bucket) error { return invalidate(b, of.ino) })
+	err := sh.update(func(b *bolt.Bucket) error { return invalidate(b, of.ino) })
 	if err != nil {
 		return err
 	}
@@ -350,7 +350,7 @@ func (f *File) Sync() error {
 	if !dirty {
 		return nil
 	}
-	err := f.sh.updateMeta(func(b *bolt.Bucket) error {
+	err := f.sh.update(func(b *bolt.Bucket) error {
 		in, err := getInode(b, of.ino)
 		if err != nil {
 			return err
@@ -403,7 +403,7 @@ func (f *File) Close() error {
 	}
 	// Unlinked while open: now it goes.
 	var gone bool
-	if e := sh.updateMeta(func(b *bolt.Bucket) error {
+	if e := sh.update(func(b *bolt.Bucket) error {
 		in, err := getInode(b, of.ino)
 		if errors.Is(err, ErrNotExist) {
 			return nil
@@ -486,15 +486,26 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 		sh.mu.Unlock()
 		close(done)
 	}()
-	requeue := func(inos []uint64) {
+	results := map[uint64][]tree.Chunk{}
+	if err := sh.commitClaimed(ctx, claimed, results); err != nil {
+		// Still staged: try again after the commit delay.
 		sh.mu.Lock()
-		for _, ino := range inos {
+		for _, ino := range claimed {
 			sh.idle[ino] = sh.store.opt.Now()
 		}
 		sh.mu.Unlock()
+		return err
 	}
-	results := map[uint64][]tree.Chunk{}
-	for i, ino := range claimed {
+	for ino := range results {
+		os.Remove(sh.stagingPath(ino))
+	}
+	return nil
+}
+
+// commitClaimed does commit's work for files it has claimed, filling
+// results with the files made clean.
+func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results map[uint64][]tree.Chunk) error {
+	for _, ino := range claimed {
 		var in *Inode
 		err := sh.view(func(b *bolt.Bucket) error {
 			var err error
@@ -505,18 +516,14 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 			os.Remove(sh.stagingPath(ino))
 			continue
 		}
-		if err == nil && !in.Staged {
+		if err != nil {
+			return err
+		}
+		if !in.Staged {
 			continue
 		}
-		var chunks []tree.Chunk
-		if err == nil {
-			chunks, err = sh.chunkStaging(ctx, ino, in.Size)
-		}
+		chunks, err := sh.chunkStaging(ctx, ino, in.Size)
 		if err != nil {
-			requeue(claimed[i:])
-			for done := range results {
-				requeue([]uint64{done})
-			}
 			return err
 		}
 		results[ino] = chunks
@@ -525,12 +532,9 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 		return nil
 	}
 	if err := sh.store.repo.Flush(ctx); err != nil {
-		for ino := range results {
-			requeue([]uint64{ino})
-		}
 		return fmt.Errorf("sharefs: commit %d files: %w", len(results), err)
 	}
-	err := sh.updateMeta(func(b *bolt.Bucket) error {
+	err := sh.update(func(b *bolt.Bucket) error {
 		for ino, chunks := range results {
 			cur, err := getInode(b, ino)
 			if errors.Is(err, ErrNotExist) {
@@ -548,13 +552,7 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 		return nil
 	})
 	if err != nil {
-		for ino := range results {
-			requeue([]uint64{ino})
-		}
 		return fmt.Errorf("sharefs: commit %d files: %w", len(results), err)
-	}
-	for ino := range results {
-		os.Remove(sh.stagingPath(ino))
 	}
 	return nil
 }

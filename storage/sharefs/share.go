@@ -140,9 +140,6 @@ func (sh *Share) update(fn func(b *bolt.Bucket) error) error {
 	return sh.updateNoLock(fn)
 }
 
-// updateMeta is update for changes that a snapshot must not interleave with.
-func (sh *Share) updateMeta(fn func(b *bolt.Bucket) error) error { return sh.update(fn) }
-
 func (sh *Share) updateNoLock(fn func(b *bolt.Bucket) error) error {
 	return sh.store.db.Update(func(tx *bolt.Tx) error {
 		b, err := sh.bucket(tx)
