@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, only when one is missing.
 set -euo pipefail
-pkgs=(fuse3 attr e2fsprogs openssh-client sshpass sshfs argon2)
+pkgs=(fuse3 attr e2fsprogs openssh-client openssh-server sshpass sshfs argon2 rclone)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,4 +14,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
 	apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# versitygw, the S3 server the replication tests run against (a pinned Go
+# tool; the first build takes a few minutes, then it is cached).
+VERSITYGW_VERSION=v1.8.0
+bin="${XDG_CACHE_HOME:-$HOME/.cache}/arkbox/bin"
+stamp="$bin/versitygw.version"
+if [ ! -x "$bin/versitygw" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$VERSITYGW_VERSION" ]; then
+	echo "building versitygw $VERSITYGW_VERSION (once)…" >&2
+	mkdir -p "$bin"
+	(cd / && GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION")
+	echo "$VERSITYGW_VERSION" >"$stamp"
 fi

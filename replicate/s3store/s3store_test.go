@@ -1,0 +1,32 @@
+package s3store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/arkbox/arkbox/replicate/internal/testpeer"
+	"github.com/arkbox/arkbox/replicate/s3store"
+	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/arkbox/arkbox/storage/objstore/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	srv := testpeer.S3(t)
+	n := 0
+	for _, prefix := range []string{"", "office/box1"} {
+		t.Run("prefix="+prefix, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) objstore.Store {
+				n++
+				s, err := s3store.Open(context.Background(), s3store.Options{
+					Endpoint: srv.Endpoint, Bucket: "conf" + string(rune('a'+n%26)) + string(rune('a'+n/26)), Prefix: prefix,
+					AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Insecure: true, PathStyle: true, CreateBucket: true,
+					MultipartThreshold: 6 << 20, PartSize: 5 << 20,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}, storetest.Options{})
+		})
+	}
+}
