@@ -64,7 +64,9 @@ type Options struct {
 	PartSize           int64
 	// Timeout bounds one request without progress (default 2 minutes).
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// Dial, if set, makes the TCP connections (bandwidth limits, tests).
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger *slog.Logger
 }
 
 // Store is a bucket (and prefix) holding a repository's objects.
@@ -142,6 +144,9 @@ func transport(opt Options) (*http.Transport, error) {
 		ResponseHeaderTimeout: opt.Timeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
+	}
+	if opt.Dial != nil {
+		tr.DialContext = opt.Dial
 	}
 	if opt.CAFile != "" {
 		pem, err := os.ReadFile(opt.CAFile)
@@ -277,9 +282,10 @@ func (s *Store) putMultipart(ctx context.Context, key string, data []byte) error
 func (s *Store) findUpload(ctx context.Context, key string) (string, map[int]minio.ObjectPart, error) {
 	res, err := s.core.ListMultipartUploads(ctx, s.bucket, key, "", "", "", 100)
 	if err != nil {
-		// Some servers do not list uploads: start a new one.
-		s.log.Debug("s3: list multipart uploads", "key", key, "err", err)
-		return "", nil, nil
+		if r := minio.ToErrorResponse(err); r.Code == "NotImplemented" || r.StatusCode == http.StatusNotImplemented {
+			return "", nil, nil // this server does not list uploads: start a new one
+		}
+		return "", nil, fmt.Errorf("list unfinished uploads: %w", err)
 	}
 	var id string
 	var started time.Time
@@ -296,7 +302,10 @@ func (s *Store) findUpload(ctx context.Context, key string) (string, map[int]min
 	for {
 		lp, err := s.core.ListObjectParts(ctx, s.bucket, key, id, marker, 1000)
 		if err != nil {
-			return "", nil, nil // the upload vanished: start again
+			if r := minio.ToErrorResponse(err); r.Code == "NoSuchUpload" {
+				return "", nil, nil // the upload vanished: start again
+			}
+			return "", nil, fmt.Errorf("list uploaded parts: %w", err)
 		}
 		for _, p := range lp.ObjectParts {
 			have[p.PartNumber] = p

@@ -51,7 +51,9 @@ type Options struct {
 	Create   bool
 	ReadOnly bool
 	Timeout  time.Duration // dial and handshake (default 30 s)
-	Logger   *slog.Logger
+	// Dial, if set, makes the TCP connection (bandwidth limits, tests).
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger *slog.Logger
 }
 
 // Store is a folder on an SFTP server.
@@ -193,8 +195,11 @@ func (s *Store) get(ctx context.Context) (*sftp.Client, error) {
 	if s.client != nil {
 		return s.client, nil
 	}
-	d := net.Dialer{Timeout: s.opt.Timeout, KeepAlive: 15 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", s.opt.Addr)
+	dial := (&net.Dialer{Timeout: s.opt.Timeout, KeepAlive: 15 * time.Second}).DialContext
+	if s.opt.Dial != nil {
+		dial = s.opt.Dial
+	}
+	nc, err := dial(ctx, "tcp", s.opt.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("sftp: connect to %s: %w", s.opt.Addr, err)
 	}
