@@ -119,7 +119,8 @@ type Report struct {
 	PendingDelete KindCount                    `json:"pending_delete"`
 	Failed        []string                     `json:"failed,omitempty"`
 	Error         string                       `json:"error,omitempty"`
-	Vanished      int64                        `json:"vanished,omitempty"` // pruned locally during the sync
+	Vanished      int64                        `json:"vanished,omitempty"`     // pruned locally during the sync
+	SeedWaiting   int64                        `json:"seed_waiting,omitempty"` // seed disk objects not on the target yet
 }
 
 type listing map[objstore.Kind]map[objstore.ID]int64
@@ -211,19 +212,48 @@ func sync1(ctx context.Context, local, remote objstore.Store, st *State, opt Opt
 			rep.Local.Bytes += size
 		}
 	}
+	seed, err := st.Seed()
+	if err != nil {
+		return err
+	}
+	if len(seed) > 0 {
+		opt.Rescan = -1 // watch for the seed disk's objects arriving
+	}
 	inv, listed, err := inventory(ctx, remote, st, opt)
 	if err != nil {
 		return err
 	}
 	rep.Listed = listed
+	seedWaiting := 0
+	for k := range seed {
+		kind, id := objstore.Kind(k[:len(k)-33]), objstore.ID([]byte(k[len(k)-32:]))
+		if _, ok := inv[kind][id]; !ok {
+			seedWaiting++
+		}
+	}
+	if len(seed) > 0 && seedWaiting == 0 {
+		if err := st.clearSeed(); err != nil {
+			return err
+		}
+		log.Info("replicate: the seed disk's objects are on the target", "target", opt.Name, "objects", len(seed))
+	}
+	rep.SeedWaiting = int64(seedWaiting)
 
 	// What to send, oldest kind first.
 	var total KindCount
 	todo := map[objstore.Kind][]objstore.Info{}
 	for _, k := range objstore.Kinds {
+		if seedWaiting > 0 && k != objstore.KindPack {
+			// Indexes and snapshots may refer to packs still on the seed
+			// disk: they wait, so the target stays consistent.
+			continue
+		}
 		for id, size := range loc[k] {
 			if rsize, ok := inv[k][id]; ok && rsize == size {
 				continue
+			}
+			if _, ok := seed[string(goneKey(k, id))]; ok {
+				continue // travelling on the seed disk
 			}
 			todo[k] = append(todo[k], objstore.Info{Kind: k, ID: id, Size: size})
 			total.Objects++
@@ -255,6 +285,10 @@ func sync1(ctx context.Context, local, remote objstore.Store, st *State, opt Opt
 		log.Info("replicate: uploaded", "target", opt.Name, "kind", k, "objects", kc.Objects, "bytes", kc.Bytes)
 	}
 
+	if seedWaiting > 0 {
+		log.Info("replicate: waiting for the seed disk to be imported; only new packs were sent", "target", opt.Name, "seed_objects_missing", seedWaiting)
+		return nil
+	}
 	// Objects the target holds that the box no longer has.
 	var missing []objstore.Info
 	for _, k := range slices.Backward(objstore.Kinds) {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/arkbox/arkbox/replicate"
 	"github.com/arkbox/arkbox/replicate/bwlimit"
-	"github.com/arkbox/arkbox/replicate/internal/testpeer"
+	"github.com/arkbox/arkbox/internal/testpeer"
 	"github.com/arkbox/arkbox/replicate/s3store"
 	"github.com/arkbox/arkbox/replicate/sftpstore"
 	"github.com/arkbox/arkbox/storage/objstore"

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/arkbox/arkbox/replicate/target"
 	"github.com/arkbox/arkbox/storage/crypto"
 	"github.com/arkbox/arkbox/storage/home"
 	"github.com/arkbox/arkbox/storage/repo"
@@ -67,6 +68,9 @@ func commands() []command {
 		{"repair", "rebuild caches: repair catalog", cmdRepair},
 		{"archive", "mark a snapshot as never to be removed", cmdArchive},
 		{"unarchive", "clear a snapshot's archive mark", cmdUnarchive},
+		{"replicate", "offsite copies: add, list, remove, run, status, verify", cmdReplicate},
+		{"seed", "carry objects on a disk: export, import, pull, load", cmdSeed},
+		{"recover", "rebuild a box from its offsite copy", cmdRecover},
 	}
 }
 
@@ -152,6 +156,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 // flagSet makes a FlagSet with the flags every repository command takes.
 type common struct {
+	tf       targetFlags // how to reach --repo when it is a URL
 	repo     string
 	pwFile   string
 	json     bool
@@ -165,6 +170,7 @@ func newFlags(name string, e *env, c *common, withJSON bool) *flag.FlagSet {
 	fs.StringVar(&c.repo, "repo", os.Getenv("ARKBOX_REPO"), "repository home folder (or ARKBOX_REPO)")
 	fs.StringVar(&c.pwFile, "password-file", "", "read the passphrase from this file")
 	fs.BoolVar(&c.verbose, "v", false, "verbose")
+	c.tf.register(fs)
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print JSON")
 	}
@@ -253,6 +259,9 @@ func (o *openRepo) Close() error {
 func (c *common) open(ctx context.Context, e *env) (*openRepo, error) {
 	if c.repo == "" {
 		return nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
+	}
+	if target.IsURL(c.repo) {
+		return c.openRemote(ctx, e)
 	}
 	h, err := home.Open(ctx, resolveRepo(c.repo), home.Options{Logger: e.log, ReadOnly: c.readOnly})
 	if err != nil {

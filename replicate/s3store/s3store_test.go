@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"github.com/arkbox/arkbox/replicate/internal/testpeer"
+	"github.com/arkbox/arkbox/internal/testpeer"
 	"github.com/arkbox/arkbox/replicate/s3store"
 	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/objstore/storetest"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/arkbox/arkbox/replicate/internal/testpeer"
+	"github.com/arkbox/arkbox/internal/testpeer"
 	"github.com/arkbox/arkbox/replicate/sftpstore"
 	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/objstore/storetest"

@@ -117,16 +117,32 @@ func absDisks(dir string, disks []string) []string {
 
 // Open opens the home folder at dir.
 func Open(ctx context.Context, dir string, opt Options) (*Home, error) {
+	cfg, st, err := openStore(ctx, dir, opt)
+	if err != nil {
+		return nil, err
+	}
+	return finish(dir, cfg, st)
+}
+
+// OpenStore opens only the object store of the home folder at dir, not
+// its catalog: object-level work (replication, seed disks) runs beside a
+// process that holds the catalog.
+func OpenStore(ctx context.Context, dir string, opt Options) (objstore.Store, error) {
+	_, st, err := openStore(ctx, dir, opt)
+	return st, err
+}
+
+func openStore(ctx context.Context, dir string, opt Options) (Config, objstore.Store, error) {
 	b, err := os.ReadFile(filepath.Join(dir, FileName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("home: %s: %w", dir, ErrNoHome)
+		return Config{}, nil, fmt.Errorf("home: %s: %w", dir, ErrNoHome)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("home: %w", err)
+		return Config{}, nil, fmt.Errorf("home: %w", err)
 	}
 	var cfg Config
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return nil, fmt.Errorf("home: %s: %w", filepath.Join(dir, FileName), err)
+		return Config{}, nil, fmt.Errorf("home: %s: %w", filepath.Join(dir, FileName), err)
 	}
 	var st objstore.Store
 	switch cfg.Store {
@@ -146,9 +162,9 @@ func Open(ctx context.Context, dir string, opt Options) (*Home, error) {
 		err = fmt.Errorf("home: %s: unknown store %q", FileName, cfg.Store)
 	}
 	if err != nil {
-		return nil, err
+		return Config{}, nil, err
 	}
-	return finish(dir, cfg, st)
+	return cfg, st, nil
 }
 
 func finish(dir string, cfg Config, st objstore.Store) (*Home, error) {

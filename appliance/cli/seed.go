@@ -1,0 +1,296 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/arkbox/arkbox/replicate"
+	"github.com/arkbox/arkbox/replicate/target"
+	"github.com/arkbox/arkbox/storage/home"
+	"github.com/arkbox/arkbox/storage/objstore"
+)
+
+// cmdSeed carries repository objects on a disk:
+//
+//	seed export --target NAME --to DIR   (box)  what the target lacks, to a disk
+//	seed import --from DIR --to URL      (datacenter) verify, then upload
+//	seed pull   --from URL --to DIR      (datacenter) everything, to a disk
+//	seed load   --from DIR               (box) verify, then into the pool
+//
+// import and pull need no passphrase: objects travel as ciphertext.
+func cmdSeed(ctx context.Context, e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("usage: arkbox seed export|import|pull|load …")
+	}
+	sub := args[0]
+	var c common
+	fs := newFlags("seed "+sub, e, &c, true)
+	from := fs.String("from", "", "where the objects come from (a seed disk folder, or a URL for pull)")
+	to := fs.String("to", "", "where they go (a seed disk folder, or a URL for import)")
+	tname := fs.String("target", "", "export: the replication target the disk is for")
+	parallel := fs.Int("parallel", 4, "parallel uploads (import)")
+	if _, err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	switch sub {
+	case "export":
+		if *tname == "" || *to == "" {
+			return usagef("usage: arkbox seed export --target NAME --to DIR --repo DIR")
+		}
+		return seedExport(ctx, e, &c, *tname, *to)
+	case "import":
+		if *from == "" || *to == "" {
+			return usagef("usage: arkbox seed import --from DIR --to URL")
+		}
+		return seedImport(ctx, e, &c, *from, *to, *parallel)
+	case "pull":
+		if *from == "" || *to == "" {
+			return usagef("usage: arkbox seed pull --from URL --to DIR")
+		}
+		return seedPull(ctx, e, &c, *from, *to, *parallel)
+	case "load":
+		if *from == "" {
+			return usagef("usage: arkbox seed load --from DIR --repo DIR")
+		}
+		return seedLoad(ctx, e, &c, *from)
+	}
+	return usagef("unknown seed command %q", sub)
+}
+
+// copyStats counts objects and bytes.
+type copyStats struct{ objects, bytes int64 }
+
+// copyObjects copies objs from src to dst (skipping those dst already
+// holds with the right size, so an interrupted copy resumes), with a
+// progress line and ETA. It returns what it copied now.
+func copyObjects(ctx context.Context, e *env, src, dst objstore.Store, objs []objstore.Info, what string) (copyStats, error) {
+	var total, done, copied copyStats
+	for _, o := range objs {
+		total.objects++
+		total.bytes += o.Size
+	}
+	var mu sync.Mutex
+	start := time.Now()
+	stop := progress(e, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		s := fmt.Sprintf("%s %d/%d objects, %s/%s", what, done.objects, total.objects, humanBytes(uint64(done.bytes)), humanBytes(uint64(total.bytes)))
+		if el := time.Since(start).Seconds(); done.bytes > 0 && el > 0 {
+			rate := float64(done.bytes) / el
+			s += fmt.Sprintf(", %s/s, ETA %s", humanBytes(uint64(rate)), (time.Duration(float64(total.bytes-done.bytes)/rate) * time.Second).Round(time.Second))
+		}
+		return s
+	})
+	defer stop()
+	for _, o := range objs {
+		if info, err := dst.Stat(ctx, o.Kind, o.ID); err != nil || info.Size != o.Size {
+			data, err := src.Get(ctx, o.Kind, o.ID)
+			if err != nil {
+				return copied, fmt.Errorf("%s %s/%s: %w", what, o.Kind, o.ID, err)
+			}
+			if err := dst.Put(ctx, o.Kind, o.ID, data); err != nil {
+				return copied, fmt.Errorf("%s %s/%s: %w", what, o.Kind, o.ID, err)
+			}
+			copied.objects++
+			copied.bytes += o.Size
+		}
+		mu.Lock()
+		done.objects++
+		done.bytes += o.Size
+		mu.Unlock()
+	}
+	return copied, nil
+}
+
+func seedExport(ctx context.Context, e *env, c *common, name, to string) error {
+	dir, err := c.homeDir()
+	if err != nil {
+		return err
+	}
+	targets, err := target.Load(dir)
+	if err != nil {
+		return err
+	}
+	t, ok := target.Find(targets, name)
+	if !ok {
+		return fmt.Errorf("no target %s (add it first: `arkbox replicate add %s URL --no-check`)", name, name)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "replicate"), 0o700); err != nil {
+		return err
+	}
+	st, err := replicate.OpenState(target.StatePath(dir, name))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	// What the target lacks: list it when it can be reached, else trust the
+	// last known inventory (empty for a new target).
+	var remote objstore.Store
+	if st.Listed().IsZero() {
+		if r, _, err := openTarget(ctx, e, dir, t, target.Options{ReadOnly: true}); err == nil {
+			remote = r
+			defer r.Close()
+		} else {
+			fmt.Fprintf(e.stderr, "target %s cannot be reached now (%v): exporting everything it is not known to hold\n", name, err)
+		}
+	}
+	objs, err := replicate.Lacking(ctx, local, remote, st)
+	if err != nil {
+		return err
+	}
+	seed, err := replicate.SeedObjects(to, true)
+	if err != nil {
+		return err
+	}
+	if _, err := copyObjects(ctx, e, local, seed, objs, "export"); err != nil {
+		return fmt.Errorf("%w (run the same command again to resume)", err)
+	}
+	m, err := replicate.WriteManifest(to, "target "+name, objs, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := st.SetSeed(objs); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "seed disk %s: %d objects, %s for target %s\n", to, len(m.Objects), humanBytes(uint64(m.Bytes)), name)
+	fmt.Fprintf(e.stdout, "at the datacenter: arkbox seed import --from DIR --to %s\n", t.URL)
+	fmt.Fprintln(e.stdout, "until then, syncs of this target send only new data packs.")
+	return nil
+}
+
+func seedImport(ctx context.Context, e *env, c *common, from, to string, parallel int) error {
+	m, err := replicate.ReadManifest(from)
+	if err != nil {
+		return err
+	}
+	stop := progress(e, func() string { return "checking the seed disk" })
+	bad, err := replicate.CheckSeed(ctx, from, m, nil)
+	stop()
+	if err != nil {
+		return err
+	}
+	for _, b := range bad {
+		fmt.Fprintln(e.stdout, "bad:", b)
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("the seed disk has %d bad objects (listed above); nothing was uploaded: export it again", len(bad))
+	}
+	src, err := replicate.SeedObjects(from, false)
+	if err != nil {
+		return err
+	}
+	remote, err := target.Open(ctx, c.tf.spec(to), target.Options{Create: true, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	defer remote.Close()
+	stateDir, err := os.MkdirTemp("", "arkbox-seed-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
+	st, err := replicate.OpenState(filepath.Join(stateDir, "state.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var mu sync.Mutex
+	var last replicate.Progress
+	stop = progress(e, func() string { mu.Lock(); defer mu.Unlock(); return syncLine(last) })
+	rep, err := replicate.Sync(ctx, manifestStore{src, m}, remote, st, replicate.Options{Name: to, Parallel: parallel, AppendOnly: true,
+		Logger: e.log, Progress: func(p replicate.Progress) { mu.Lock(); last = p; mu.Unlock() }})
+	stop()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "imported %d objects (%s) checked against their SHA-256; %d were already there; %s holds all %d objects of the seed disk\n",
+		rep.UploadedTotal.Objects, humanBytes(uint64(rep.UploadedTotal.Bytes)), int64(len(m.Objects))-rep.UploadedTotal.Objects, to, len(m.Objects))
+	return nil
+}
+
+// manifestStore lists only the manifest's objects of a seed folder.
+type manifestStore struct {
+	*objstore.Dir
+	m *replicate.Manifest
+}
+
+func (s manifestStore) List(ctx context.Context, k objstore.Kind, fn func(objstore.Info) error) error {
+	for _, e := range s.m.Objects {
+		if e.Kind == k {
+			if err := fn(objstore.Info{Kind: e.Kind, ID: e.ID, Size: e.Size}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func seedPull(ctx context.Context, e *env, c *common, from, to string, parallel int) error {
+	remote, err := target.Open(ctx, c.tf.spec(from), target.Options{ReadOnly: true, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	defer remote.Close()
+	var objs []objstore.Info
+	for _, k := range objstore.Kinds {
+		if err := remote.List(ctx, k, func(i objstore.Info) error { objs = append(objs, i); return nil }); err != nil {
+			return err
+		}
+	}
+	dst, err := replicate.SeedObjects(to, true)
+	if err != nil {
+		return err
+	}
+	copied, err := copyObjects(ctx, e, remote, dst, objs, "pull")
+	if err != nil {
+		return fmt.Errorf("%w (run the same command again to resume)", err)
+	}
+	m, err := replicate.WriteManifest(to, from, objs, time.Now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "seed disk %s: %d objects, %s from %s (%s copied now); on the box: arkbox seed load --from DIR\n",
+		to, len(m.Objects), humanBytes(uint64(m.Bytes)), from, humanBytes(uint64(copied.bytes)))
+	return nil
+}
+
+func seedLoad(ctx context.Context, e *env, c *common, from string) error {
+	dir, err := c.homeDir()
+	if err != nil {
+		return err
+	}
+	m, err := replicate.ReadManifest(from)
+	if err != nil {
+		return err
+	}
+	src, err := replicate.SeedObjects(from, false)
+	if err != nil {
+		return err
+	}
+	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log})
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	objs := make([]objstore.Info, 0, len(m.Objects))
+	for _, o := range m.Objects {
+		objs = append(objs, objstore.Info{Kind: o.Kind, ID: o.ID, Size: o.Size})
+	}
+	// Get checks each object against its SHA-256 on the way.
+	copied, err := copyObjects(ctx, e, src, local, objs, "load")
+	if err != nil {
+		return fmt.Errorf("%w (nothing that failed its check was loaded; run the same command again to resume)", err)
+	}
+	fmt.Fprintf(e.stdout, "loaded %s from the seed disk (%d objects in its manifest, each checked); the catalog picks them up at the next command\n",
+		humanBytes(uint64(copied.bytes)), len(m.Objects))
+	return nil
+}
