@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arkbox/arkbox/internal/testpeer"
 	"github.com/arkbox/arkbox/replicate"
 	"github.com/arkbox/arkbox/replicate/bwlimit"
-	"github.com/arkbox/arkbox/internal/testpeer"
 	"github.com/arkbox/arkbox/replicate/s3store"
 	"github.com/arkbox/arkbox/replicate/sftpstore"
 	"github.com/arkbox/arkbox/storage/objstore"

@@ -460,7 +460,6 @@ func replicateVerify(ctx context.Context, e *env, dir string, t target.Target, r
 	return nil
 }
 
-
 // openRemote opens a replica (--repo URL) read-only, with a catalog in
 // the user's cache folder built from the replica's indexes.
 func (c *common) openRemote(ctx context.Context, e *env) (*openRepo, error) {
