@@ -63,31 +63,10 @@ func (c *common) homeDir() (string, error) {
 	return filepath.Abs(dir)
 }
 
-// openTarget opens a configured target with its bandwidth limiter; the
-// limiter paces network connections, or (for a folder) the sync itself.
+// openTarget opens a configured target with its bandwidth limiter.
 func openTarget(ctx context.Context, e *env, homeDir string, t target.Target, opt target.Options) (objstore.Store, *bwlimit.Limiter, error) {
-	t = t.Resolve(homeDir)
-	sch, err := bwlimit.Parse(t.BWLimit)
-	if err != nil {
-		return nil, nil, err
-	}
-	var lim *bwlimit.Limiter
-	if len(sch.Rules) > 0 {
-		lim = bwlimit.New(sch, nil)
-	}
-	loc, _ := target.Parse(t.URL)
-	if lim != nil && loc.Scheme != "file" {
-		opt.Dial = lim.Dialer(nil)
-	}
 	opt.Logger = e.log
-	st, err := target.Open(ctx, t.Spec, opt)
-	if err != nil {
-		return nil, nil, err
-	}
-	if loc.Scheme != "file" {
-		lim = nil
-	}
-	return st, lim, nil
+	return target.OpenConfigured(ctx, homeDir, t, opt)
 }
 
 func cmdReplicate(ctx context.Context, e *env, args []string) error {
@@ -262,25 +241,11 @@ func addTarget(ctx context.Context, e *env, dir string, t *target.Target, check 
 
 // runSync syncs one target now, with a progress line when asked.
 func runSync(ctx context.Context, e *env, dir string, t target.Target, show bool) (*replicate.Report, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "replicate"), 0o700); err != nil {
-		return nil, err
-	}
-	st, err := replicate.OpenState(target.StatePath(dir, t.Name))
-	if err != nil {
-		return nil, err
-	}
-	defer st.Close()
 	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
 	if err != nil {
 		return nil, err
 	}
 	defer local.Close()
-	remote, lim, err := openTarget(ctx, e, dir, t, target.Options{Create: true})
-	if err != nil {
-		return nil, fmt.Errorf("replicate %s: %w", t.Name, err)
-	}
-	defer remote.Close()
-	grace, _ := t.GraceDuration()
 	var mu sync.Mutex
 	var last replicate.Progress
 	stop := func() {}
@@ -291,12 +256,11 @@ func runSync(ctx context.Context, e *env, dir string, t target.Target, show bool
 			return syncLine(last)
 		})
 	}
-	rep, err := replicate.Sync(ctx, local, remote, st, replicate.Options{Name: t.Name, Parallel: t.Parallel, Grace: grace,
-		AppendOnly: t.AppendOnly, Limiter: lim, Logger: e.log, Progress: func(p replicate.Progress) {
-			mu.Lock()
-			last = p
-			mu.Unlock()
-		}})
+	rep, err := target.Sync(ctx, dir, local, t, e.log, func(p replicate.Progress) {
+		mu.Lock()
+		last = p
+		mu.Unlock()
+	})
 	stop()
 	return rep, err
 }

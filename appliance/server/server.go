@@ -291,6 +291,8 @@ type worker struct {
 	jdb    *jobs.DB
 	log    *slog.Logger
 	loc    *time.Location
+	// afterSnap are the sync jobs to start after each snapshot.
+	afterSnap []string
 }
 
 func (w *worker) addJobs(s *schedule.Scheduler) error {
@@ -309,6 +311,8 @@ func (w *worker) addJobs(s *schedule.Scheduler) error {
 				err := w.jdb.Do(ctx, jobs.Spec{Kind: kind, Target: target, Schedule: schedName, Trigger: trig}, fn)
 				if err != nil {
 					w.log.Error("job failed", "job", name, "err", err)
+				} else if kind == "snapshot" {
+					w.snapshotDone(s)
 				}
 				return err
 			}})
@@ -331,6 +335,9 @@ func (w *worker) addJobs(s *schedule.Scheduler) error {
 		return err
 	}
 	if err := add("scrub", "scrub", "pool", "", w.cfg.Scrub.Schedule, "repository", w.scrub); err != nil {
+		return err
+	}
+	if err := w.addReplication(s); err != nil {
 		return err
 	}
 	return add("verify", "verify", "repository", "", w.cfg.Verify.Schedule, "repository", w.verify)

@@ -1,0 +1,74 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/schedule"
+	"github.com/arkbox/arkbox/replicate/target"
+)
+
+// afterSnapshot is the schedule of a target synced after every snapshot.
+const afterSnapshot = "after each snapshot"
+
+// addReplication schedules a sync job for every replication target of the
+// repository (replicate.json in its home folder). A target whose schedule
+// is "after each snapshot" runs when any snapshot job succeeds; one
+// without a schedule runs only by hand.
+func (w *worker) addReplication(s *schedule.Scheduler) error {
+	ts, err := target.Load(w.h.Dir)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		t := t
+		name := "replicate " + t.Name
+		expr := t.Schedule
+		if expr == "" || strings.EqualFold(strings.TrimSpace(expr), afterSnapshot) {
+			expr = "never"
+		}
+		if strings.EqualFold(strings.TrimSpace(t.Schedule), afterSnapshot) {
+			w.afterSnap = append(w.afterSnap, name)
+		}
+		sc, err := schedule.Parse(expr)
+		if err != nil {
+			return fmt.Errorf("replication target %s: schedule: %w", t.Name, err)
+		}
+		err = s.Add(schedule.Job{Name: name, Schedule: sc, Key: "replicate:" + t.Name,
+			LastRun: w.jdb.LastRunFunc("replicate", t.Name, ""),
+			Run: func(ctx context.Context) error {
+				trig := ""
+				if info, ok := schedule.RunInfoFrom(ctx); ok {
+					trig = string(info.Trigger)
+				}
+				err := w.jdb.Do(ctx, jobs.Spec{Kind: "replicate", Target: t.Name, Trigger: trig}, func(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+					rep, err := target.Sync(ctx, w.h.Dir, w.h.Store, t, w.log, nil)
+					if rep == nil {
+						return jobs.Stats{}, err
+					}
+					return jobs.Stats{Files: rep.UploadedTotal.Objects, BytesNew: rep.UploadedTotal.Bytes, BytesTotal: rep.Local.Bytes,
+						Errors: int64(len(rep.Failed))}, err
+				})
+				if err != nil {
+					w.log.Error("job failed", "job", name, "err", err)
+				}
+				return err
+			}})
+		if err != nil {
+			return err
+		}
+		w.log.Info("replication scheduled", "target", t.Name, "url", t.URL, "schedule", t.Schedule)
+	}
+	return nil
+}
+
+// snapshotDone starts the syncs that follow every snapshot.
+func (w *worker) snapshotDone(s *schedule.Scheduler) {
+	for _, name := range w.afterSnap {
+		if err := s.RunNow(name); err != nil {
+			w.log.Error("start the sync after a snapshot", "job", name, "err", err)
+		}
+	}
+}

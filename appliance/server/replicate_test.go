@@ -1,0 +1,115 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/schedule"
+	"github.com/arkbox/arkbox/replicate/target"
+	"github.com/arkbox/arkbox/storage/home"
+	"github.com/arkbox/arkbox/storage/objstore"
+)
+
+// countObjects counts the objects of every kind in st.
+func countObjects(t *testing.T, st objstore.Store) int {
+	t.Helper()
+	n := 0
+	for _, k := range objstore.Kinds {
+		if err := st.List(context.Background(), k, func(objstore.Info) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+// TestServeReplicates: serve syncs a target on its schedule (caught up at
+// start) and another after each snapshot, under a fake clock, and records
+// both as jobs.
+func TestServeReplicates(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, dir)
+	r.stop(t)
+	hourly, after := t.TempDir(), t.TempDir()
+	ts := []target.Target{
+		{Name: "hourly", Spec: target.Spec{URL: "file://" + hourly}, Schedule: "every 1h"},
+		{Name: "aftersnap", Spec: target.Spec{URL: "file://" + after}, Schedule: "after each snapshot"},
+	}
+	if err := target.Save(filepath.Join(dir, "repo"), ts); err != nil {
+		t.Fatal(err)
+	}
+
+	clock := schedule.NewFakeClock(time.Now())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan string, 1)
+	go func() {
+		done <- Run(ctx, Options{DataDir: dir, SFTPAddr: "127.0.0.1:0", Hash: fastHash, KDF: fastKDF, Clock: clock,
+			Ready: func(a string) { ready <- a }})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				cancel()
+				<-done
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	dirObjects := func(p string) int {
+		d, err := objstore.OpenDir(p, objstore.DirOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return countObjects(t, d)
+	}
+	// The hourly target never ran: it catches up at start.
+	waitFor("the catch-up sync", func() bool { return dirObjects(hourly) > 0 })
+	// An hour later the share's snapshot runs, then the after-snapshot sync.
+	clock.Advance(61 * time.Minute)
+	waitFor("the after-snapshot sync", func() bool { return dirObjects(after) > 0 })
+	time.Sleep(500 * time.Millisecond) // let the job records land
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	h, err := home.Open(context.Background(), filepath.Join(dir, "repo"), home.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got, want := dirObjects(after), countObjects(t, h.Store); got != want {
+		t.Errorf("after-snapshot target holds %d objects, the box %d", got, want)
+	}
+	jdb, err := jobs.Open(context.Background(), h.Catalog.DB(), jobs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := jdb.List(context.Background(), jobs.Filter{Kind: "replicate"}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		b, _ := json.Marshal(rec)
+		if rec.Result != jobs.OK {
+			t.Errorf("replicate job failed: %s", b)
+		}
+		seen[rec.Target] = true
+	}
+	if !seen["hourly"] || !seen["aftersnap"] {
+		t.Fatalf("replicate job records: %+v", recs)
+	}
+}
