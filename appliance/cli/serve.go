@@ -162,7 +162,7 @@ func cmdShare(ctx context.Context, e *env, args []string) error {
 		if err := ops.RemoveShare(ctx, pos[0]); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "share %s removed: no longer served; its files and snapshots stay in the repository until retention and prune remove them\n", pos[0])
+		fmt.Fprintf(e.stdout, "share %s removed: no longer served; its files and snapshots are kept (adding the share again serves them)\n", pos[0])
 	}
 	return nil
 }

@@ -125,8 +125,8 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// Usagef returns an *Error for a wrong request.
-func Usagef(msg string) error { return &Error{Message: msg, Usage: true} }
+// UsageError returns an *Error for a wrong request, with message msg.
+func UsageError(msg string) error { return &Error{Message: msg, Usage: true} }
 
 // ErrNoServer is returned by Dial when no server listens on the data
 // folder's socket.

@@ -209,7 +209,7 @@ func TestOps(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Message != "no user bob" || ce.Usage {
 		t.Errorf("failed operation: %#v", err)
 	}
-	f.err = Usagef("give the share's name")
+	f.err = UsageError("give the share's name")
 	if _, err := c.Snapshot(ctx, "x"); !errors.As(err, &ce) || ce.Message != "give the share's name" || !ce.Usage {
 		t.Errorf("usage error: %#v", err)
 	}

@@ -22,8 +22,8 @@ import (
 	"github.com/arkbox/arkbox/storage/sharefs"
 )
 
-// MinPasswordLen is the shortest password a user may be given.
-const MinPasswordLen = 8
+// minPasswordLen is the shortest password a user may be given.
+const minPasswordLen = 8
 
 // configOps are the configuration operations of control.Ops, the same
 // for a running server and for the files alone: each change reads the
@@ -128,8 +128,8 @@ func (o *configOps) Users(ctx context.Context) ([]control.User, error) {
 
 // hashPassword checks and hashes a new password.
 func (o *configOps) hashPassword(pw string) (string, error) {
-	if len(pw) < MinPasswordLen {
-		return "", fmt.Errorf("the password is shorter than %d characters", MinPasswordLen)
+	if len(pw) < minPasswordLen {
+		return "", fmt.Errorf("the password is shorter than %d characters", minPasswordLen)
 	}
 	return users.HashPasswordParams([]byte(pw), o.hash)
 }
@@ -159,7 +159,7 @@ func (o *configOps) AddUser(ctx context.Context, nu control.NewUser) error {
 		return err
 	}
 	if nu.Password == "" && len(nu.AuthorizedKeys) == 0 {
-		return control.Usagef("give the user a password or an authorized key")
+		return control.UsageError("give the user a password or an authorized key")
 	}
 	return o.change(ctx, func(cfg *config.Config) error {
 		if _, err := findUser(cfg, nu.Name); err == nil {
@@ -204,7 +204,7 @@ func (o *configOps) AddKeys(ctx context.Context, name string, keys []string) err
 
 func (o *configOps) Grant(ctx context.Context, name, share, access string) error {
 	if _, err := users.ParseAccess(access); err != nil {
-		return control.Usagef(fmt.Sprintf("access %q: want ro or rw", access))
+		return control.UsageError(fmt.Sprintf("access %q: want ro or rw", access))
 	}
 	return o.change(ctx, func(cfg *config.Config) error {
 		u, err := findUser(cfg, name)
