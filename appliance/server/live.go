@@ -15,7 +15,7 @@ import (
 )
 
 // live is the control operations of the running server: configuration
-// changes are saved and then applied at once (apply), snapshots run as
+// changes are saved and then applied at once (applyConfig), snapshots run as
 // the scheduler's snapshot job, listings come from the open repository.
 type live struct {
 	*configOps
