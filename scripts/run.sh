@@ -9,10 +9,12 @@ data=./var/box
 cat <<EOT
 arkbox: data folder $data
   upload:    sftp -P 2222 admin@127.0.0.1        (then: cd backups; put FILE)
-  snapshots: over SFTP in /backups/.snapshots/<time>/ (read-only); or stop the server (Ctrl-C) and run
+  snapshots: over SFTP in /backups/.snapshots/<time>/ (read-only); while serving, in another terminal:
+             ./bin/arkbox snapshot backups --repo $data
              ./bin/arkbox snapshots --repo $data
-             ./bin/arkbox ls latest --repo $data
              ./bin/arkbox jobs --repo $data
-  settings:  $data/arkbox.json (users: ./bin/arkbox user add NAME --repo $data; grants: user grant NAME backups --rw)
+             (ls, diff, restore: stop the server first, Ctrl-C)
+  settings:  $data/arkbox.json; applied at once when changed with
+             ./bin/arkbox user add NAME --repo $data, user grant NAME backups --rw, share add NAME
 EOT
 exec ./bin/arkbox serve --repo "$data"

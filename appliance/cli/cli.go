@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/replicate/target"
 	"github.com/arkbox/arkbox/storage/crypto"
 	"github.com/arkbox/arkbox/storage/home"
@@ -48,8 +49,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the appliance: shares, services, schedules", cmdServe},
 		{"share", "the shares: add, list, remove", cmdShare},
-		{"user", "the users: add, list, passwd, grant, key add", cmdUser},
-		{"snapshot", "snapshot a share now (server stopped)", cmdSnapshot},
+		{"user", "the users: add, list, passwd, grant, revoke, key add", cmdUser},
+		{"snapshot", "snapshot a share now", cmdSnapshot},
 		{"jobs", "the job history", cmdJobs},
 		{"init", "create a repository", cmdInit},
 		{"backup", "back up files and directories", cmdBackup},
@@ -112,7 +113,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				return 2
 			}
 			var ue usageError
-			if errors.As(err, &ue) {
+			var ce *control.Error
+			if errors.As(err, &ue) || errors.As(err, &ce) && ce.Usage {
 				fmt.Fprintf(stderr, "arkbox %s: %v\n", c.name, err)
 				return 2
 			}

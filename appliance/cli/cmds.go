@@ -10,10 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/storage/archiver"
 	"github.com/arkbox/arkbox/storage/home"
 	"github.com/arkbox/arkbox/storage/repo"
 	"github.com/arkbox/arkbox/storage/restorer"
+	"github.com/arkbox/arkbox/storage/sharefs"
 	"github.com/arkbox/arkbox/storage/tree"
 )
 
@@ -148,50 +150,52 @@ func progress(e *env, line func() string) func() {
 	return func() { close(done); <-stopped }
 }
 
-type snapshotJSON struct {
-	ID       string             `json:"id"`
-	Short    string             `json:"short_id"`
-	Time     time.Time          `json:"time"`
-	Source   string             `json:"source"`
-	Host     string             `json:"host,omitempty"`
-	Paths    []string           `json:"paths,omitempty"`
-	Tags     []string           `json:"tags,omitempty"`
-	Parent   string             `json:"parent,omitempty"`
-	Tree     string             `json:"tree"`
-	Archived bool               `json:"archived"`
-	Stats    repo.SnapshotStats `json:"stats"`
-}
-
-func snapJSON(sn *repo.Snapshot) snapshotJSON {
-	j := snapshotJSON{ID: sn.ID.String(), Short: sn.ID.String()[:8], Time: sn.Time, Source: sn.Source, Host: sn.Host,
-		Paths: sn.Paths, Tags: sn.Tags, Tree: sn.Tree.String(), Archived: sn.Archived, Stats: sn.Stats}
-	if sn.Parent != nil {
-		j.Parent = sn.Parent.String()
-	}
-	return j
-}
+// snapJSON is a snapshot as the listings print it.
+func snapJSON(sn *repo.Snapshot) control.Snapshot { return control.SnapshotOf(sn) }
 
 func cmdSnapshots(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlags("snapshots", e, &c, true)
 	source := fs.String("source", "", "only this source")
+	share := fs.String("share", "", "only the snapshots of this share (of a served data folder)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	r, err := c.open(ctx, e)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	snaps, err := r.Snapshots()
-	if err != nil {
-		return err
-	}
-	out := []snapshotJSON{}
-	for _, sn := range snaps {
-		if *source == "" || sn.Source == *source {
-			out = append(out, snapJSON(sn))
+	if *share != "" {
+		if *source != "" {
+			return usagef("give --source or --share, not both")
 		}
+		*source = sharefs.SourcePrefix + *share
+	}
+	var out []control.Snapshot
+	if isDataFolder(c.repo) {
+		// Through the server when it runs.
+		ops, done, err := c.controlOps(ctx, e)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if out, err = ops.Snapshots(ctx, control.SnapshotFilter{Source: *source}); err != nil {
+			return err
+		}
+	} else {
+		r, err := c.open(ctx, e)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		snaps, err := r.Snapshots()
+		if err != nil {
+			return err
+		}
+		for _, sn := range snaps {
+			if *source == "" || sn.Source == *source {
+				out = append(out, snapJSON(sn))
+			}
+		}
+	}
+	if out == nil {
+		out = []control.Snapshot{}
 	}
 	if c.json {
 		return printJSON(e.stdout, out)

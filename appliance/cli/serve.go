@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -14,12 +13,11 @@ import (
 	"time"
 
 	"github.com/arkbox/arkbox/appliance/config"
+	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/appliance/jobs"
 	"github.com/arkbox/arkbox/appliance/server"
 	"github.com/arkbox/arkbox/appliance/users"
 	"github.com/arkbox/arkbox/storage/home"
-	"github.com/arkbox/arkbox/storage/repo"
-	"github.com/arkbox/arkbox/storage/sharefs"
 )
 
 // resolveRepo lets --repo name either a repository's home folder or the
@@ -80,20 +78,35 @@ func hashParams() users.Params {
 	return users.DefaultParams()
 }
 
-// loadConfig reads the data folder's configuration for editing.
-func loadConfig(dir string) (config.Config, string, error) {
+// isDataFolder reports whether dir is a data folder of `arkbox serve` (it
+// holds the configuration file).
+func isDataFolder(dir string) bool {
 	if dir == "" {
-		return config.Config{}, "", usagef("give --repo DIR (the data folder)")
+		return false
 	}
-	p := config.Path(dir)
-	cfg, err := config.Load(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return cfg, p, fmt.Errorf("no configuration in %s: start `arkbox serve --repo %s` once to create it", dir, dir)
-	}
-	return cfg, p, err
+	_, err := os.Stat(config.Path(dir))
+	return err == nil
 }
 
-const restartNote = "a running server applies configuration changes when restarted"
+// controlOps returns the control operations on the data folder --repo
+// names: the running server's, through its control socket, or — when no
+// server runs there — the same operations on the files. The returned
+// function releases them.
+func (c *common) controlOps(ctx context.Context, e *env) (control.Ops, func(), error) {
+	if c.repo == "" {
+		return nil, nil, usagef("give --repo DIR (the data folder)")
+	}
+	cl, err := control.Dial(ctx, c.repo)
+	if err == nil {
+		return cl, func() { cl.Close() }, nil
+	}
+	if !errors.Is(err, control.ErrNoServer) {
+		return nil, nil, err
+	}
+	dir := c.repo
+	return server.Offline(server.OfflineOptions{DataDir: dir, Hash: hashParams(), KDF: kdfFromEnv(), Logger: e.log,
+		Passphrase: func() ([]byte, error) { return c.servePassphrase(e, dir) }}), func() {}, nil
+}
 
 func cmdShare(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
@@ -107,16 +120,32 @@ func cmdShare(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, path, err := loadConfig(c.repo)
+	switch sub {
+	case "list", "add", "remove":
+	default:
+		return usagef("unknown share command %q", sub)
+	}
+	if sub != "list" && len(pos) != 1 {
+		return usagef("give the share's name")
+	}
+	ops, done, err := c.controlOps(ctx, e)
 	if err != nil {
 		return err
 	}
+	defer done()
 	switch sub {
 	case "list":
-		if c.json {
-			return printJSON(e.stdout, cfg.Shares)
+		shares, err := ops.Shares(ctx)
+		if err != nil {
+			return err
 		}
-		for _, s := range cfg.Shares {
+		if shares == nil {
+			shares = []config.Share{}
+		}
+		if c.json {
+			return printJSON(e.stdout, shares)
+		}
+		for _, s := range shares {
 			var sch []string
 			for _, ss := range s.Snapshots {
 				sch = append(sch, ss.Schedule)
@@ -125,53 +154,22 @@ func cmdShare(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	case "add":
-		if len(pos) != 1 {
-			return usagef("give the share's name")
-		}
-		if err := sharefs.ValidShareName(pos[0]); err != nil {
+		if err := ops.AddShare(ctx, control.NewShare{Name: pos[0], Schedule: *schedule}); err != nil {
 			return err
 		}
-		if _, ok := cfg.Share(pos[0]); ok {
-			return fmt.Errorf("share %s exists", pos[0])
-		}
-		def := config.Default(cfg.DataDir)
-		ss := def.Shares[0].Snapshots[0]
-		ss.Schedule = *schedule
-		cfg.Shares = append(cfg.Shares, config.Share{Name: pos[0], Snapshots: []config.SnapshotSchedule{ss}})
+		fmt.Fprintf(e.stdout, "share %s added\n", pos[0])
 	case "remove":
-		if len(pos) != 1 {
-			return usagef("give the share's name")
+		if err := ops.RemoveShare(ctx, pos[0]); err != nil {
+			return err
 		}
-		var keep []config.Share
-		for _, s := range cfg.Shares {
-			if !strings.EqualFold(s.Name, pos[0]) {
-				keep = append(keep, s)
-			}
-		}
-		if len(keep) == len(cfg.Shares) {
-			return fmt.Errorf("no share %s", pos[0])
-		}
-		cfg.Shares = keep
-		for i := range cfg.Users {
-			for s := range cfg.Users[i].Grants {
-				if strings.EqualFold(s, pos[0]) {
-					delete(cfg.Users[i].Grants, s)
-				}
-			}
-		}
-	default:
-		return usagef("unknown share command %q", sub)
+		fmt.Fprintf(e.stdout, "share %s removed: no longer served; its files and snapshots are kept (adding the share again serves them)\n", pos[0])
 	}
-	if err := config.Save(path, cfg); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: done (%s; its snapshots stay until retention removes them)\n", sub, restartNote)
 	return nil
 }
 
 func cmdUser(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("usage: arkbox user add|list|passwd|grant|key NAME … --repo DIR")
+		return usagef("usage: arkbox user add|list|passwd|grant|revoke|key NAME … --repo DIR")
 	}
 	sub := args[0]
 	var c common
@@ -184,17 +182,26 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, path, err := loadConfig(c.repo)
-	if err != nil {
-		return err
-	}
-	find := func(name string) (*config.User, error) {
-		for i := range cfg.Users {
-			if strings.EqualFold(cfg.Users[i].Name, name) {
-				return &cfg.Users[i], nil
-			}
+	switch {
+	case sub == "list":
+	case sub == "add" || sub == "passwd":
+		if len(pos) != 1 {
+			return usagef("give the user's name")
 		}
-		return nil, fmt.Errorf("no user %s", name)
+	case sub == "key":
+		if len(pos) != 2 || pos[0] != "add" || *keyFile == "" {
+			return usagef("usage: arkbox user key add NAME --authorized-key FILE")
+		}
+	case sub == "grant":
+		if len(pos) != 2 || *rw == *ro {
+			return usagef("usage: arkbox user grant NAME SHARE --rw|--ro")
+		}
+	case sub == "revoke":
+		if len(pos) != 2 {
+			return usagef("usage: arkbox user revoke NAME SHARE")
+		}
+	default:
+		return usagef("unknown user command %q", sub)
 	}
 	readKeys := func() ([]string, error) {
 		b, err := os.ReadFile(*keyFile)
@@ -212,45 +219,39 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		}
 		return out, nil
 	}
+	// The new password is read here and sent in clear over the control
+	// socket (or hashed here when no server runs); it is never logged.
 	newPassword := func() (string, error) {
-		var pw []byte
 		if c.pwFile != "" {
 			b, err := readSecretFile(c.pwFile)
-			if err != nil {
-				return "", err
-			}
-			pw = b
-		} else if v, ok := os.LookupEnv("ARKBOX_USER_PASSWORD"); ok {
-			pw = []byte(v)
-		} else {
-			var err error
-			if pw, err = prompt(e, "password: ", true); err != nil {
-				return "", err
-			}
+			return string(b), err
 		}
-		if len(pw) < 8 {
-			return "", errors.New("the password is shorter than 8 characters")
+		if v, ok := os.LookupEnv("ARKBOX_USER_PASSWORD"); ok {
+			return v, nil
 		}
-		return users.HashPasswordParams(pw, hashParams())
+		pw, err := prompt(e, "password: ", true)
+		return string(pw), err
 	}
+	ops, done, err := c.controlOps(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer done()
 	switch sub {
 	case "list":
-		type row struct {
-			Name   string            `json:"name"`
-			Admin  bool              `json:"admin"`
-			Keys   int               `json:"authorized_keys"`
-			Grants map[string]string `json:"grants"`
+		list, err := ops.Users(ctx)
+		if err != nil {
+			return err
 		}
-		var out []row
-		for _, u := range cfg.Users {
-			out = append(out, row{u.Name, u.Admin, len(u.AuthorizedKeys), u.Grants})
+		if list == nil {
+			list = []control.User{}
 		}
 		if c.json {
-			return printJSON(e.stdout, out)
+			return printJSON(e.stdout, list)
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "USER\tADMIN\tKEYS\tGRANTS")
-		for _, r := range out {
+		for _, r := range list {
 			var g []string
 			for _, s := range sortedKeys(r.Grants) {
 				g = append(g, s+":"+r.Grants[s])
@@ -259,74 +260,46 @@ func cmdUser(ctx context.Context, e *env, args []string) error {
 		}
 		return tw.Flush()
 	case "add":
-		if len(pos) != 1 {
-			return usagef("give the user's name")
-		}
-		if _, err := find(pos[0]); err == nil {
-			return fmt.Errorf("user %s exists", pos[0])
-		}
-		u := config.User{Name: pos[0], Admin: *admin}
+		u := control.NewUser{Name: pos[0], Admin: *admin}
 		if *keyFile != "" {
 			if u.AuthorizedKeys, err = readKeys(); err != nil {
 				return err
 			}
 		}
 		if *keyFile == "" || c.pwFile != "" {
-			if u.PasswordHash, err = newPassword(); err != nil {
+			if u.Password, err = newPassword(); err != nil {
 				return err
 			}
+			if u.Password == "" {
+				return errors.New("the password is empty")
+			}
 		}
-		cfg.Users = append(cfg.Users, u)
+		err = ops.AddUser(ctx, u)
 	case "passwd":
-		if len(pos) != 1 {
-			return usagef("give the user's name")
-		}
-		u, err := find(pos[0])
-		if err != nil {
-			return err
-		}
-		if u.PasswordHash, err = newPassword(); err != nil {
-			return err
+		var pw string
+		if pw, err = newPassword(); err == nil {
+			err = ops.SetPassword(ctx, pos[0], pw)
 		}
 	case "key":
-		if len(pos) != 2 || pos[0] != "add" || *keyFile == "" {
-			return usagef("usage: arkbox user key add NAME --authorized-key FILE")
+		var keys []string
+		if keys, err = readKeys(); err == nil {
+			err = ops.AddKeys(ctx, pos[1], keys)
 		}
-		u, err := find(pos[1])
-		if err != nil {
-			return err
-		}
-		keys, err := readKeys()
-		if err != nil {
-			return err
-		}
-		u.AuthorizedKeys = append(u.AuthorizedKeys, keys...)
 	case "grant":
-		if len(pos) != 2 || *rw == *ro {
-			return usagef("usage: arkbox user grant NAME SHARE --rw|--ro")
-		}
-		u, err := find(pos[0])
-		if err != nil {
-			return err
-		}
-		if _, ok := cfg.Share(pos[1]); !ok {
-			return fmt.Errorf("no share %s", pos[1])
-		}
-		if u.Grants == nil {
-			u.Grants = map[string]string{}
-		}
-		u.Grants[pos[1]] = map[bool]string{true: "rw", false: "ro"}[*rw]
-	default:
-		return usagef("unknown user command %q", sub)
+		err = ops.Grant(ctx, pos[0], pos[1], map[bool]string{true: "rw", false: "ro"}[*rw])
+	case "revoke":
+		err = ops.Revoke(ctx, pos[0], pos[1])
 	}
-	if err := config.Save(path, cfg); err != nil {
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "user %s: done (%s)\n", sub, restartNote)
+	fmt.Fprintf(e.stdout, "user %s: done\n", sub)
 	return nil
 }
 
-// cmdSnapshot takes a snapshot of a share (with the server stopped).
+// cmdSnapshot takes a snapshot of a share now: through the running server
+// (after a scheduled snapshot of the share in progress), or on the files
+// when no server runs.
 func cmdSnapshot(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlags("snapshot", e, &c, true)
@@ -337,41 +310,19 @@ func cmdSnapshot(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("give the share's name")
 	}
-	cfg, _, err := loadConfig(c.repo)
+	ops, done, err := c.controlOps(ctx, e)
 	if err != nil {
 		return err
 	}
-	h, err := home.Open(ctx, cfg.RepoDir(), home.Options{Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	pw, err := c.servePassphrase(e, cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	r, err := repo.Open(ctx, h.Store, h.Catalog, pw, repo.Options{Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer r.Close(ctx)
-	st, err := sharefs.Open(ctx, r, h.Catalog, filepath.Join(cfg.DataDir, "staging"), sharefs.Options{Logger: e.log})
-	if err != nil {
-		return err
-	}
-	defer st.Close(ctx)
-	sh, err := st.Share(pos[0])
-	if err != nil {
-		return err
-	}
-	sn, err := sh.Snapshot(ctx, time.Now(), []string{"manual"})
+	defer done()
+	sn, err := ops.Snapshot(ctx, pos[0])
 	if err != nil {
 		return err
 	}
 	if c.json {
-		return printJSON(e.stdout, snapJSON(sn))
+		return printJSON(e.stdout, sn)
 	}
-	fmt.Fprintf(e.stdout, "snapshot %s of share %s: %d files, %s\n", sn.ID.String()[:8], pos[0], sn.Stats.Files, humanBytes(sn.Stats.Bytes))
+	fmt.Fprintf(e.stdout, "snapshot %s of share %s: %d files, %s\n", sn.Short, pos[0], sn.Stats.Files, humanBytes(sn.Stats.Bytes))
 	return nil
 }
 
@@ -386,23 +337,34 @@ func cmdJobs(ctx context.Context, e *env, args []string) error {
 	if c.repo == "" {
 		return usagef("give --repo DIR")
 	}
-	h, err := home.Open(ctx, resolveRepo(c.repo), home.Options{Logger: e.log, ReadOnly: true})
-	if err != nil {
-		return err
+	var recs []jobs.Record
+	if isDataFolder(c.repo) {
+		ops, done, err := c.controlOps(ctx, e)
+		if err != nil {
+			return err
+		}
+		defer done()
+		if recs, err = ops.Jobs(ctx, control.JobFilter{Kind: *kind, Limit: *limit}); err != nil {
+			return err
+		}
+	} else {
+		h, err := home.Open(ctx, c.repo, home.Options{Logger: e.log, ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{})
+		if err != nil {
+			return err
+		}
+		if recs, err = jdb.List(ctx, jobs.Filter{Kind: *kind}, *limit); err != nil {
+			return err
+		}
 	}
-	defer h.Close()
-	jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{})
-	if err != nil {
-		return err
-	}
-	recs, err := jdb.List(ctx, jobs.Filter{Kind: *kind}, *limit)
-	if err != nil {
-		return err
+	if recs == nil {
+		recs = []jobs.Record{}
 	}
 	if c.json {
-		if recs == nil {
-			recs = []jobs.Record{}
-		}
 		return printJSON(e.stdout, recs)
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].ID > recs[j].ID })

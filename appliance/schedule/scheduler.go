@@ -86,6 +86,9 @@ type Scheduler struct {
 	lastNow time.Time
 	parked  bool // the loop sleeps (or is about to), its timer set
 	woken   bool // a wake-up is queued and not yet taken by the loop
+	// freed is closed (and replaced) whenever a key stops being busy;
+	// Exclusive waits on it.
+	freed chan struct{}
 }
 
 type entry struct {
@@ -111,7 +114,7 @@ func New(opts Options) *Scheduler {
 	s := &Scheduler{
 		clock: opts.Clock, loc: opts.Location, log: opts.Logger, maxWait: opts.MaxWait,
 		wake: make(chan struct{}, 1),
-		jobs: map[string]*entry{}, busy: map[string]string{},
+		jobs: map[string]*entry{}, busy: map[string]string{}, freed: make(chan struct{}),
 	}
 	if s.clock == nil {
 		s.clock = RealClock()
@@ -198,6 +201,51 @@ func (s *Scheduler) RunNow(name string) error {
 	s.enqueueLocked(e, TriggerManual, s.clock.Now().Round(0))
 	s.pokeLocked()
 	return nil
+}
+
+// Exclusive runs fn now, outside the schedule, holding key as a run of a
+// job with that key would: it waits until no job with the key runs (or
+// until ctx ends: it then returns ctx's error without running fn), and a
+// job with the key that comes due while fn runs waits for it. A run a
+// person asks for (a snapshot of a share now) goes this way so that it
+// never overlaps a scheduled run of the same kind. fn runs in the
+// caller's goroutine, with ctx; Exclusive returns its error. It works
+// whether or not Run runs.
+func (s *Scheduler) Exclusive(ctx context.Context, key string, fn func(ctx context.Context) error) error {
+	if key == "" {
+		return errors.New("schedule: exclusive run: no key")
+	}
+	s.mu.Lock()
+	for {
+		if _, busy := s.busy[key]; !busy {
+			break
+		}
+		freed := s.freed
+		s.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.busy[key] = "(exclusive)"
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.releaseLocked(key)
+		s.mu.Unlock()
+	}()
+	return fn(ctx)
+}
+
+// releaseLocked frees key: queued jobs with it may start, and Exclusive
+// calls waiting for it look again.
+func (s *Scheduler) releaseLocked(key string) {
+	delete(s.busy, key)
+	close(s.freed)
+	s.freed = make(chan struct{})
+	s.pokeLocked()
 }
 
 func (s *Scheduler) enqueueLocked(e *entry, tr Trigger, scheduled time.Time) {
@@ -397,8 +445,7 @@ func (s *Scheduler) execute(ctx context.Context, wg *sync.WaitGroup, e *entry, i
 	end := s.clock.Now().Round(0)
 	s.mu.Lock()
 	e.running, e.lastEnd, e.lastErr = false, end, err
-	delete(s.busy, e.key)
-	s.pokeLocked()
+	s.releaseLocked(e.key)
 	s.mu.Unlock()
 	switch {
 	case err == nil:

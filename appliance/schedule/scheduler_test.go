@@ -445,3 +445,72 @@ func TestSchedulerStopsRunningJobs(t *testing.T) {
 		t.Error("Run returned before the running job did")
 	}
 }
+
+// TestSchedulerExclusive: a run outside the schedule holding a key waits
+// for the job running with that key, and a job with the key that comes
+// due meanwhile waits for it in turn.
+func TestSchedulerExclusive(t *testing.T) {
+	start := time.Date(2026, 1, 10, 11, 59, 0, 0, time.UTC)
+	h := newHarness(t, time.UTC, start)
+	gate := make(chan struct{})
+	h.add(Job{Name: "snapshot docs", Key: "share:docs", Schedule: MustParse("every 1m"), Run: h.job(gate)})
+	h.start()
+	h.settle()
+	h.advance(time.Minute)
+	h.expect("snapshot docs", TriggerSchedule, start.Add(time.Minute))
+
+	// The scheduled run holds the key: Exclusive waits for it.
+	inside := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- h.s.Exclusive(context.Background(), "share:docs", func(context.Context) error {
+			close(inside)
+			<-release
+			return errors.New("manual run's error")
+		})
+	}()
+	select {
+	case <-inside:
+		t.Fatal("Exclusive ran while the scheduled job held the key")
+	case <-time.After(50 * time.Millisecond):
+	}
+	// Giving up while waiting runs nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.s.Exclusive(ctx, "share:docs", func(context.Context) error { t.Error("ran"); return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("Exclusive with an ended context: %v", err)
+	}
+	// Another key is free.
+	if err := h.s.Exclusive(context.Background(), "share:other", func(context.Context) error { return nil }); err != nil {
+		t.Errorf("Exclusive on a free key: %v", err)
+	}
+	gate <- struct{}{}
+	<-inside
+
+	// The job comes due while Exclusive holds the key: it waits.
+	h.advance(time.Minute)
+	waitFor(t, func() bool {
+		for _, st := range h.s.Status() {
+			if st.Name == "snapshot docs" {
+				return st.Pending && !st.Running
+			}
+		}
+		return false
+	})
+	select {
+	case r := <-h.runs:
+		t.Fatalf("%+v ran while Exclusive held the key", r)
+	default:
+	}
+	close(release)
+	if err := <-done; err == nil || err.Error() != "manual run's error" {
+		t.Errorf("Exclusive returned %v, want fn's error", err)
+	}
+	h.expect("snapshot docs", TriggerSchedule, start.Add(2*time.Minute))
+	gate <- struct{}{}
+	h.settle()
+	if err := h.s.Exclusive(context.Background(), "", func(context.Context) error { return nil }); err == nil {
+		t.Error("Exclusive without a key succeeded")
+	}
+}

@@ -65,9 +65,12 @@ func (w *worker) addReplication(s *schedule.Scheduler) error {
 }
 
 // snapshotDone starts the syncs that follow every snapshot.
-func (w *worker) snapshotDone(s *schedule.Scheduler) {
+func (w *worker) snapshotDone() {
+	if w.sched == nil {
+		return
+	}
 	for _, name := range w.afterSnap {
-		if err := s.RunNow(name); err != nil {
+		if err := w.sched.RunNow(name); err != nil {
 			w.log.Error("start the sync after a snapshot", "job", name, "err", err)
 		}
 	}

@@ -1,7 +1,11 @@
 // Package server is `arkbox serve`: it opens (or, on first start, creates)
 // the configuration, the pool, the repository and the shares, runs the
 // protocol services and the scheduler (snapshots with retention, prune,
-// scrub, verify), records every run as a job, and shuts down gracefully.
+// scrub, verify), records every run as a job, serves the control socket
+// (package control) through which the CLI changes shares, users and
+// grants — applied at once — and asks for snapshots and listings, and
+// shuts down gracefully. Offline carries out the same control operations
+// on a data folder's files when no server runs.
 package server
 
 import (
@@ -20,6 +24,7 @@ import (
 	"time"
 
 	"github.com/arkbox/arkbox/appliance/config"
+	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/appliance/jobs"
 	"github.com/arkbox/arkbox/appliance/schedule"
 	"github.com/arkbox/arkbox/appliance/users"
@@ -48,7 +53,9 @@ type Options struct {
 	Out    io.Writer    // what a person starting the server reads
 	Logger *slog.Logger
 	Clock  schedule.Clock
-	// Ready, if set, receives the SFTP address once the server accepts.
+	// Ready, if set, is called once the server accepts connections on
+	// its control socket and (if enabled) on SFTP, whose address it
+	// receives ("" when SFTP is off).
 	Ready func(sftpAddr string)
 }
 
@@ -142,20 +149,21 @@ func Run(ctx context.Context, opt Options) error {
 		return fmt.Errorf("serve: %w", err)
 	}
 	defer shares.Close(context.Background())
-	existing := map[string]bool{}
-	for _, n := range shares.Shares() {
-		existing[n] = true
+	clock := opt.Clock
+	if clock == nil {
+		clock = schedule.RealClock()
 	}
-	for _, n := range cfg.ShareNames() {
-		if !existing[n] {
-			if _, err := shares.CreateShare(n); err != nil {
-				return fmt.Errorf("serve: %w", err)
-			}
-			log.Info("share created", "share", n)
-		}
-	}
-	jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{Logger: log})
+	jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{Logger: log, Now: clock.Now})
 	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	sched := schedule.New(schedule.Options{Clock: clock, Location: loc, Logger: log})
+	w := &worker{h: h, r: r, shares: shares, jdb: jdb, log: log, loc: loc, now: clock.Now,
+		readDataPercent: cfg.Verify.ReadDataPercent, sched: sched}
+	ops := &live{configOps: &configOps{path: cfgPath, dir: dataDir, hash: opt.Hash},
+		w: w, sched: sched, limiter: users.NewLimiter(users.LimiterOptions{}), log: log, snapJobs: map[string]snapJob{}}
+	ops.configOps.apply = ops.applyConfig
+	if err := ops.createShares(cfg); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 
@@ -165,25 +173,24 @@ func Run(ctx context.Context, opt Options) error {
 
 	// SFTP.
 	var sftpSrv *sftp.Server
+	sftpAddr := ""
 	if cfg.Services.SFTP.Enabled {
-		acc := cfg.Accounts()
-		auth, err := users.NewAuthenticator(acc, users.AuthOptions{Limiter: users.NewLimiter(users.LimiterOptions{}), Logger: log})
+		auth, authz, err := ops.accessOf(cfg)
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
-		sftpSrv, err = sftp.New(sftp.Options{Store: shares, Auth: auth, Authz: users.NewAuthorizer(acc, cfg.ShareNames()),
+		sftpSrv, err = sftp.New(sftp.Options{Store: shares, Auth: auth, Authz: authz,
 			HostKeyPath: filepath.Join(secrets, "ssh_host_ed25519_key"), Logger: log})
 		if err != nil {
 			return fmt.Errorf("serve: %w", err)
 		}
+		ops.sftp = sftpSrv
 		l, err := net.Listen("tcp", cfg.Services.SFTP.Addr)
 		if err != nil {
 			return fmt.Errorf("serve: sftp: listen on %s: %w", cfg.Services.SFTP.Addr, err)
 		}
+		sftpAddr = l.Addr().String()
 		fmt.Fprintf(opt.Out, "SFTP on %s (sftp -P %s admin@%s)\n", l.Addr(), portOf(l.Addr()), hostOf(l.Addr()))
-		if opt.Ready != nil {
-			opt.Ready(l.Addr().String())
-		}
 		go func() {
 			if err := sftpSrv.Serve(ctx, l); err != nil && !errors.Is(err, sftp.ErrServerClosed) && ctx.Err() == nil {
 				errc <- fmt.Errorf("serve: sftp: %w", err)
@@ -192,9 +199,13 @@ func Run(ctx context.Context, opt Options) error {
 	}
 
 	// Scheduler.
-	sched := schedule.New(schedule.Options{Clock: opt.Clock, Location: loc, Logger: log})
-	w := &worker{cfg: cfg, h: h, r: r, shares: shares, jdb: jdb, log: log, loc: loc}
-	if err := w.addJobs(sched); err != nil {
+	if err := w.addMaintenance(sched, cfg); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := w.addReplication(sched); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := ops.syncJobs(cfg); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	schedDone := make(chan struct{})
@@ -204,7 +215,26 @@ func Run(ctx context.Context, opt Options) error {
 			errc <- fmt.Errorf("serve: scheduler: %w", err)
 		}
 	}()
+
+	// The control socket, for the CLI.
+	cl, err := control.Listen(dataDir)
+	if err != nil {
+		cancel()
+		<-schedDone
+		return fmt.Errorf("serve: %w", err)
+	}
+	controlDone := make(chan struct{})
+	go func() {
+		defer close(controlDone)
+		if err := control.Serve(ctx, cl, ops, control.ServeOptions{Logger: log}); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("serve: %w", err)
+		}
+	}()
+	fmt.Fprintf(opt.Out, "control socket %s\n", cl.Path())
 	fmt.Fprintf(opt.Out, "arkbox serving %s (shares: %s)\n", dataDir, strings.Join(cfg.ShareNames(), ", "))
+	if opt.Ready != nil {
+		opt.Ready(sftpAddr)
+	}
 
 	var runErr error
 	select {
@@ -213,6 +243,9 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	log.Info("shutting down")
 	cancel()
+	// The control socket first: a snapshot asked for through it is
+	// canceled, and nothing changes the configuration any more.
+	<-controlDone
 	if sftpSrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 		sftpSrv.Shutdown(sctx)
@@ -282,90 +315,151 @@ func hostOf(a net.Addr) string {
 	return h
 }
 
-// worker holds what the scheduled jobs use.
+// worker holds what the jobs use.
 type worker struct {
-	cfg    config.Config
 	h      *home.Home
 	r      *repo.Repository
 	shares *sharefs.Store
 	jdb    *jobs.DB
 	log    *slog.Logger
 	loc    *time.Location
-	// afterSnap are the sync jobs to start after each snapshot.
+	now    func() time.Time
+	// readDataPercent is the verify job's share of data to read.
+	readDataPercent float64
+	// sched runs the jobs; afterSnap are the sync jobs it starts after
+	// each successful snapshot.
+	sched     *schedule.Scheduler
 	afterSnap []string
 }
 
-func (w *worker) addJobs(s *schedule.Scheduler) error {
-	add := func(name, kind, target, schedName, expr string, key string, fn func(ctx context.Context, run *jobs.Run) (jobs.Stats, error)) error {
-		sc, err := schedule.Parse(expr)
-		if err != nil {
-			return fmt.Errorf("job %s: %w", name, err)
-		}
-		return s.Add(schedule.Job{Name: name, Schedule: sc, Key: key,
-			LastRun: w.jdb.LastRunFunc(kind, target, schedName),
-			Run: func(ctx context.Context) error {
-				trig := ""
-				if info, ok := schedule.RunInfoFrom(ctx); ok {
-					trig = string(info.Trigger)
-				}
-				err := w.jdb.Do(ctx, jobs.Spec{Kind: kind, Target: target, Schedule: schedName, Trigger: trig}, fn)
-				if err != nil {
-					w.log.Error("job failed", "job", name, "err", err)
-				} else if kind == "snapshot" {
-					w.snapshotDone(s)
-				}
-				return err
-			}})
-	}
-	for _, sh := range w.cfg.Shares {
+// shareKey is the scheduler key of a share's snapshot runs: one at a time
+// per share, scheduled or asked for.
+func shareKey(share string) string { return "share:" + share }
+
+// snapJob is one scheduled snapshot job: a share and one of its schedules.
+type snapJob struct {
+	share string
+	ss    config.SnapshotSchedule
+}
+
+// snapshotJobs returns the scheduled snapshot jobs of cfg, by job name.
+func snapshotJobs(cfg config.Config) map[string]snapJob {
+	out := map[string]snapJob{}
+	for _, sh := range cfg.Shares {
 		for i, ss := range sh.Snapshots {
-			sh, ss := sh, ss
 			name := fmt.Sprintf("snapshot %s #%d", sh.Name, i+1)
 			if ss.Name != "" {
 				name = "snapshot " + sh.Name + " " + ss.Name
 			}
-			if err := add(name, "snapshot", sh.Name, ss.Name, ss.Schedule, "share:"+sh.Name, func(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
-				return w.snapshot(ctx, sh.Name, ss)
-			}); err != nil {
-				return err
-			}
+			out[name] = snapJob{share: sh.Name, ss: ss}
 		}
 	}
-	if err := add("prune", "prune", "repository", "", w.cfg.Prune.Schedule, "repository", w.prune); err != nil {
-		return err
-	}
-	if err := add("scrub", "scrub", "pool", "", w.cfg.Scrub.Schedule, "repository", w.scrub); err != nil {
-		return err
-	}
-	if err := w.addReplication(s); err != nil {
-		return err
-	}
-	return add("verify", "verify", "repository", "", w.cfg.Verify.Schedule, "repository", w.verify)
+	return out
 }
 
-// snapshot takes a snapshot of a share and applies the schedule's retention
-// to that schedule's snapshots.
-func (w *worker) snapshot(ctx context.Context, share string, ss config.SnapshotSchedule) (jobs.Stats, error) {
-	sh, err := w.shares.Share(share)
+// trigger is why the scheduler runs the job whose context ctx is.
+func trigger(ctx context.Context) string {
+	if info, ok := schedule.RunInfoFrom(ctx); ok {
+		return string(info.Trigger)
+	}
+	return ""
+}
+
+// addMaintenance schedules prune, scrub and verify.
+func (w *worker) addMaintenance(s *schedule.Scheduler, cfg config.Config) error {
+	add := func(kind, target, expr string, fn func(ctx context.Context, run *jobs.Run) (jobs.Stats, error)) error {
+		sc, err := schedule.Parse(expr)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", kind, err)
+		}
+		return s.Add(schedule.Job{Name: kind, Schedule: sc, Key: "repository",
+			LastRun: w.jdb.LastRunFunc(kind, target, ""),
+			Run: func(ctx context.Context) error {
+				err := w.jdb.Do(ctx, jobs.Spec{Kind: kind, Target: target, Trigger: trigger(ctx)}, fn)
+				if err != nil {
+					w.log.Error("job failed", "job", kind, "err", err)
+				}
+				return err
+			}})
+	}
+	if err := add("prune", "repository", cfg.Prune.Schedule, w.prune); err != nil {
+		return err
+	}
+	if err := add("scrub", "pool", cfg.Scrub.Schedule, w.scrub); err != nil {
+		return err
+	}
+	return add("verify", "repository", cfg.Verify.Schedule, w.verify)
+}
+
+// addSnapshot schedules a snapshot job.
+func (w *worker) addSnapshot(s *schedule.Scheduler, name string, j snapJob) error {
+	sc, err := schedule.Parse(j.ss.Schedule)
 	if err != nil {
-		return jobs.Stats{}, err
+		return fmt.Errorf("job %s: %w", name, err)
 	}
 	var tags []string
-	if ss.Name != "" {
-		tags = []string{ss.Name}
+	if j.ss.Name != "" {
+		tags = []string{j.ss.Name}
 	}
-	sn, err := sh.Snapshot(ctx, time.Now(), tags)
-	if err != nil {
-		return jobs.Stats{}, err
+	return s.Add(schedule.Job{Name: name, Schedule: sc, Key: shareKey(j.share),
+		LastRun: w.jdb.LastRunFunc(jobs.KindSnapshot, j.share, j.ss.Name),
+		Run: func(ctx context.Context) error {
+			spec := jobs.Spec{Kind: jobs.KindSnapshot, Target: j.share, Schedule: j.ss.Name, Trigger: trigger(ctx)}
+			_, err := w.snapshotJob(ctx, spec, tags, []config.SnapshotSchedule{j.ss})
+			if err != nil {
+				w.log.Error("job failed", "job", name, "err", err)
+			}
+			return err
+		}})
+}
+
+// manualSnapshot is the snapshot of a share a person asks for: the share's
+// snapshot job run now, its snapshot tagged "manual", with the retention
+// of each of the share's schedules applied after it. The caller keeps it
+// from overlapping a scheduled run (Scheduler.Exclusive with shareKey).
+func (w *worker) manualSnapshot(ctx context.Context, sh config.Share) (*repo.Snapshot, error) {
+	spec := jobs.Spec{Kind: jobs.KindSnapshot, Target: sh.Name, Trigger: jobs.TriggerManual}
+	return w.snapshotJob(ctx, spec, []string{"manual"}, sh.Snapshots)
+}
+
+// snapshotJob snapshots the share spec.Target as a recorded job: the
+// snapshot, tagged tags, then the retention of each schedule in rets,
+// applied to that schedule's snapshots.
+func (w *worker) snapshotJob(ctx context.Context, spec jobs.Spec, tags []string, rets []config.SnapshotSchedule) (*repo.Snapshot, error) {
+	var sn *repo.Snapshot
+	err := w.jdb.Do(ctx, spec, func(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+		sh, err := w.shares.Share(spec.Target)
+		if err != nil {
+			return jobs.Stats{}, err
+		}
+		sn, err = sh.Snapshot(ctx, w.now(), tags)
+		if err != nil {
+			return jobs.Stats{}, err
+		}
+		st := jobs.Stats{Files: int64(sn.Stats.Files), BytesTotal: int64(sn.Stats.Bytes), BytesNew: int64(sn.Stats.NewStoredBytes)}
+		for _, ss := range rets {
+			if err := w.retain(ctx, spec.Target, ss); err != nil {
+				return st, err
+			}
+		}
+		return st, nil
+	})
+	if err == nil {
+		w.snapshotDone()
 	}
-	st := jobs.Stats{Files: int64(sn.Stats.Files), BytesTotal: int64(sn.Stats.Bytes), BytesNew: int64(sn.Stats.NewStoredBytes)}
+	return sn, err
+}
+
+// retain applies a schedule's retention to the snapshots of a share it
+// took (all of the share's snapshots for a schedule without a name).
+func (w *worker) retain(ctx context.Context, share string, ss config.SnapshotSchedule) error {
 	pol, err := ss.Retention.Policy()
 	if err != nil || pol.Empty() {
-		return st, err
+		return err
 	}
 	snaps, err := w.r.Snapshots()
 	if err != nil {
-		return st, err
+		return err
 	}
 	var in []retention.Snapshot
 	byID := map[string]*repo.Snapshot{}
@@ -376,19 +470,19 @@ func (w *worker) snapshot(ctx context.Context, share string, ss config.SnapshotS
 		byID[s.ID.String()] = s
 		in = append(in, retention.Snapshot{ID: s.ID.String(), Time: s.Time, Archived: s.Archived})
 	}
-	ds, err := retention.Apply(in, pol, time.Now(), w.loc)
+	ds, err := retention.Apply(in, pol, w.now(), w.loc)
 	if err != nil {
-		return st, err
+		return err
 	}
 	for _, d := range ds {
 		if !d.Keep {
 			if err := w.r.DeleteSnapshot(ctx, byID[d.Snapshot.ID].ID); err != nil {
-				return st, err
+				return err
 			}
 			w.log.Info("retention removed a snapshot", "share", share, "snapshot", d.Snapshot.ID[:8])
 		}
 	}
-	return st, nil
+	return nil
 }
 
 func hasTag(tags []string, t string) bool {
@@ -429,7 +523,7 @@ func (w *worker) scrub(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
 }
 
 func (w *worker) verify(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
-	rep, err := maint.Check(ctx, w.r, maint.CheckOptions{ReadDataPercent: w.cfg.Verify.ReadDataPercent})
+	rep, err := maint.Check(ctx, w.r, maint.CheckOptions{ReadDataPercent: w.readDataPercent})
 	if err != nil {
 		return jobs.Stats{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,8 +30,11 @@ type running struct {
 	cancel context.CancelFunc
 	done   chan error
 	out    *syncBuf
+	log    *syncBuf
 	addr   string
 }
+
+func (r *running) logs() string { return r.log.String() }
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -42,13 +46,19 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 
 func start(t *testing.T, dir string) *running {
 	t.Helper()
+	return startWith(t, Options{DataDir: dir})
+}
+
+// startWith starts serve with opt, on 127.0.0.1 with cheap hashes.
+func startWith(t *testing.T, opt Options) *running {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{cancel: cancel, done: make(chan error, 1), out: &syncBuf{}}
+	r := &running{cancel: cancel, done: make(chan error, 1), out: &syncBuf{}, log: &syncBuf{}}
 	ready := make(chan string, 1)
-	go func() {
-		r.done <- Run(ctx, Options{DataDir: dir, SFTPAddr: "127.0.0.1:0", Hash: fastHash, KDF: fastKDF, Out: r.out,
-			Ready: func(a string) { ready <- a }})
-	}()
+	opt.SFTPAddr, opt.Hash, opt.KDF, opt.Out = "127.0.0.1:0", fastHash, fastKDF, r.out
+	opt.Logger = slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opt.Ready = func(a string) { ready <- a }
+	go func() { r.done <- Run(ctx, opt) }()
 	select {
 	case r.addr = <-ready:
 	case err := <-r.done:

@@ -29,6 +29,9 @@ var (
 	errRootReadOnly = &policyError{"the top level lists the shares and is read-only", syscall.EACCES}
 	// errReadOnlyGrant: the user may only read this share.
 	errReadOnlyGrant = &policyError{"read-only access to this share", syscall.EACCES}
+	// errGrantWithdrawn: the grant on the share of a file open for
+	// reading or writing was withdrawn after the open.
+	errGrantWithdrawn = &policyError{"access to this share was withdrawn", syscall.EACCES}
 	// errSnapshotReadOnly: /SHARE/.snapshots and the snapshots in it
 	// never change, whatever the grant.
 	errSnapshotReadOnly = &policyError{"snapshots are read-only", syscall.EACCES}

@@ -426,6 +426,9 @@ type handle struct {
 
 func (h *handle) ReadAt(p []byte, off int64) (_ int, err error) {
 	defer h.s.contain("read", &err)
+	if err := h.s.granted(h.sh.Name(), false); err != nil {
+		return 0, h.s.fail("read", h.path, err)
+	}
 	n, err := h.f.ReadAt(p, off)
 	h.s.read.Add(int64(n))
 	if err != nil && err != io.EOF {
@@ -438,6 +441,9 @@ func (h *handle) ReadAt(p []byte, off int64) (_ int, err error) {
 // with SSH_FXF_APPEND (as a POSIX O_APPEND descriptor would).
 func (h *handle) WriteAt(p []byte, off int64) (_ int, err error) {
 	defer h.s.contain("write", &err)
+	if err := h.s.granted(h.sh.Name(), true); err != nil {
+		return 0, h.s.fail("write", h.path, err)
+	}
 	if h.append {
 		h.appendMu.Lock()
 		defer h.appendMu.Unlock()
@@ -468,6 +474,21 @@ func (h *handle) Close() (err error) {
 	return h.closeErr
 }
 
+// granted checks the user's grant on share again for a read or write of
+// a file opened earlier, so that a grant withdrawn or lowered while the
+// file is open (Server.SetUsers) applies to its next read or write. The
+// handle can still be closed.
+func (s *session) granted(share string, write bool) error {
+	a := s.srv.authorizer().Access(s.user, share)
+	switch {
+	case !a.CanRead():
+		return errGrantWithdrawn
+	case write && !a.CanWrite():
+		return errReadOnlyGrant
+	}
+	return nil
+}
+
 // TransferError is called when the connection ends while the file is
 // still open (pkg/sftp then closes it).
 func (h *handle) TransferError(err error) {
@@ -496,22 +517,26 @@ func (s *session) openSnapshot(l *loc) (*snapHandle, error) {
 		return nil, err
 	}
 	s.opened.Add(1)
-	return &snapHandle{s: s, f: f, path: l.path}, nil
+	return &snapHandle{s: s, f: f, share: l.share.Name(), path: l.path}, nil
 }
 
 // snapHandle is a file of a snapshot open for reading. pkg/sftp calls
 // ReadAt from several goroutines at once; sharefs.SnapshotFile allows
 // that.
 type snapHandle struct {
-	s    *session
-	f    *sharefs.SnapshotFile
-	path string
+	s     *session
+	f     *sharefs.SnapshotFile
+	share string
+	path  string
 
 	closeOnce sync.Once
 }
 
 func (h *snapHandle) ReadAt(p []byte, off int64) (_ int, err error) {
 	defer h.s.contain("read", &err)
+	if err := h.s.granted(h.share, false); err != nil {
+		return 0, h.s.fail("read", h.path, err)
+	}
 	n, err := h.f.ReadAt(p, off)
 	h.s.read.Add(int64(n))
 	if err != nil && err != io.EOF {

@@ -127,8 +127,10 @@ func New(opt Options) (*Server, error) {
 }
 
 // SetUsers replaces the authenticator and authorizer, after the accounts
-// or grants changed. Open sessions see new grants from their next request
-// on; files already open stay open.
+// or grants changed. New logins use the new authenticator; open sessions
+// stay connected and see the new grants from their next request on, reads
+// and writes of files opened before included (a withdrawn grant makes
+// them fail with permission denied; the files can still be closed).
 func (s *Server) SetUsers(auth Authenticator, authz Authorizer) {
 	s.access.Store(&access{auth, authz})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/arkbox/arkbox/appliance/users"
+	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -180,11 +181,29 @@ func TestLoginTimeout(t *testing.T) {
 }
 
 // TestSetUsers: a grant withdrawn while a session is open applies to its
-// next request.
+// next request, reads and writes of files opened before included.
 func TestSetUsers(t *testing.T) {
 	f := newFixture(t, fixtureOptions{})
 	c := f.client(f.alice)
 	if _, err := c.Stat("/big"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Create("/big/open-for-writing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	dw, err := c.Create("/docs/still-writable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dw.Write([]byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Open("/big/open-for-writing")
+	if err != nil {
 		t.Fatal(err)
 	}
 	accounts := []users.Account{{Name: "alice", PasswordHash: hash(t, alicePW), Grants: map[string]users.Access{"docs": users.ReadOnly}}}
@@ -198,6 +217,27 @@ func TestSetUsers(t *testing.T) {
 	}
 	if err := c.Mkdir("/docs/x"); !errors.Is(err, os.ErrPermission) {
 		t.Errorf("grant lowered to ro: %v", err)
+	}
+	// Files opened before: no more reads or writes where the grant went,
+	// no more writes where it became read-only; closing still works.
+	if _, err := w.Write([]byte("after")); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("write to a file of a withdrawn share: %v", err)
+	}
+	if _, err := r.Read(make([]byte, 10)); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("read of a file of a withdrawn share: %v", err)
+	}
+	if _, err := dw.Write([]byte("after")); !errors.Is(err, os.ErrPermission) {
+		t.Errorf("write to a file of a share now read-only: %v", err)
+	}
+	for _, h := range []*sftp.File{w, r, dw} {
+		if err := h.Close(); err != nil {
+			t.Errorf("close %s: %v", h.Name(), err)
+		}
+	}
+	if g, err := c.Open("/docs/still-writable"); err != nil {
+		t.Error(err)
+	} else if b, err := io.ReadAll(g); err != nil || string(b) != "before" {
+		t.Errorf("read-only share: read %q, %v; want what was written before", b, err)
 	}
 }
 

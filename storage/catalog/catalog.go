@@ -46,7 +46,7 @@ func Open(path string) (*Catalog, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("catalog: open %s: in use by another arkbox process (if `arkbox serve` is running on this repository, stop it first: commands cannot reach a running server yet)", path)
+			return nil, fmt.Errorf("catalog: open %s: in use by another arkbox process (if `arkbox serve` is running on this repository: share, user, snapshot, snapshots and jobs reach it through its data folder, --repo DIR; stop it for the other commands)", path)
 		}
 		return nil, fmt.Errorf("catalog: open %s: %w", path, err)
 	}
