@@ -39,6 +39,7 @@ fuzz:
 # Side-by-side benchmark against restic and kopia on real data.
 bench: build
 	./bench/run.sh $(BENCHFLAGS)
+	./bench/replicate.sh
 
 # The gokrazy images (bin/arkbox-rpi.img, bin/arkbox-amd64.img), see doc/image.md.
 image:
