@@ -58,6 +58,12 @@ type Options struct {
 	Logger   *slog.Logger
 	Progress func(Progress)
 	Now      func() time.Time
+	// Protect, if set, names target objects the box no longer has that
+	// must stay (the target's own retention). It runs after the packs are
+	// sent and before anything else, with the box's objects and the
+	// target's inventory; it may write objects to the target itself. An
+	// error keeps the sync from deleting anything.
+	Protect func(ctx context.Context, local, remote map[objstore.Kind]map[objstore.ID]int64) (map[objstore.Kind]map[objstore.ID]bool, error)
 }
 
 func (o *Options) defaults() {
@@ -117,6 +123,7 @@ type Report struct {
 	Retried       int64                        `json:"retried"`
 	Deleted       KindCount                    `json:"deleted"`
 	PendingDelete KindCount                    `json:"pending_delete"`
+	Kept          KindCount                    `json:"kept_by_target_retention"` // the box no longer has them; the target's policy keeps them
 	Failed        []string                     `json:"failed,omitempty"`
 	Error         string                       `json:"error,omitempty"`
 	Vanished      int64                        `json:"vanished,omitempty"`     // pruned locally during the sync
@@ -261,7 +268,15 @@ func sync1(ctx context.Context, local, remote objstore.Store, st *State, opt Opt
 		}
 	}
 	var done KindCount
+	var protected map[objstore.Kind]map[objstore.ID]bool
+	var protectErr error
 	for _, k := range objstore.Kinds {
+		if k == objstore.KindIndex && opt.Protect != nil && seedWaiting == 0 {
+			protected, protectErr = opt.Protect(ctx, loc, inv)
+			if protectErr != nil {
+				log.Error("replicate: the target's own retention failed; nothing is deleted on the target", "target", opt.Name, "err", protectErr)
+			}
+		}
 		if len(todo[k]) == 0 {
 			continue
 		}
@@ -289,13 +304,22 @@ func sync1(ctx context.Context, local, remote objstore.Store, st *State, opt Opt
 		log.Info("replicate: waiting for the seed disk to be imported; only new packs were sent", "target", opt.Name, "seed_objects_missing", seedWaiting)
 		return nil
 	}
+	if protectErr != nil {
+		return fmt.Errorf("the target's own retention: %w", protectErr)
+	}
 	// Objects the target holds that the box no longer has.
 	var missing []objstore.Info
 	for _, k := range slices.Backward(objstore.Kinds) {
 		for id, size := range inv[k] {
-			if _, ok := loc[k][id]; !ok {
-				missing = append(missing, objstore.Info{Kind: k, ID: id, Size: size})
+			if _, ok := loc[k][id]; ok {
+				continue
 			}
+			if protected[k][id] {
+				rep.Kept.Objects++
+				rep.Kept.Bytes += size
+				continue
+			}
+			missing = append(missing, objstore.Info{Kind: k, ID: id, Size: size})
 		}
 	}
 	if opt.AppendOnly {

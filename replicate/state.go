@@ -231,3 +231,44 @@ func bytesTime(b []byte) time.Time {
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b)))
 }
+
+var (
+	kKeepIdx = []byte("keep-indexes")
+	kKeepSum = []byte("keep-sum")
+)
+
+// Add records objects put on the target outside a sync's uploads.
+func (s *State) Add(objs ...objstore.Info) error { return s.record(objs, false) }
+
+// KeepIndexes returns the target-only indexes written for the target's own
+// retention, oldest first, and the SHA-256 of the last one's plaintext.
+func (s *State) KeepIndexes() ([]objstore.ID, [32]byte, error) {
+	var ids []objstore.ID
+	var sum [32]byte
+	err := s.db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if v := m.Get(kKeepIdx); v != nil {
+			if err := json.Unmarshal(v, &ids); err != nil {
+				return err
+			}
+		}
+		copy(sum[:], m.Get(kKeepSum))
+		return nil
+	})
+	return ids, sum, err
+}
+
+// SetKeepIndexes records them.
+func (s *State) SetKeepIndexes(ids []objstore.ID, sum [32]byte) error {
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bMeta)
+		if err := m.Put(kKeepIdx, b); err != nil {
+			return err
+		}
+		return m.Put(kKeepSum, sum[:])
+	})
+}

@@ -81,6 +81,7 @@ func cmdReplicate(ctx context.Context, e *env, args []string) error {
 	var bw, grace, schedule *string
 	var appendOnly, noCheck, repair *bool
 	var rd pctFlag
+	var keepFlags target.Keep
 	switch sub {
 	case "add":
 		parallel = fs.Int("parallel", 4, "parallel connections, 1–10")
@@ -89,6 +90,12 @@ func cmdReplicate(ctx context.Context, e *env, args []string) error {
 		appendOnly = fs.Bool("append-only", false, "never delete on the target")
 		schedule = fs.String("schedule", "", `sync schedule under serve: "daily 01:00", "every 6h", "after each snapshot" (default: by hand only)`)
 		noCheck = fs.Bool("no-check", false, "do not connect to the target now")
+		fs.IntVar(&keepFlags.Last, "keep-last", 0, "the target's own retention: keep the N newest snapshots of each source")
+		fs.StringVar(&keepFlags.Within, "keep-within", "", "… keep all snapshots taken within this time (e.g. 90d, 2y)")
+		fs.IntVar(&keepFlags.Daily, "keep-daily", 0, "… keep one snapshot for each of the last N days")
+		fs.IntVar(&keepFlags.Weekly, "keep-weekly", 0, "… weeks")
+		fs.IntVar(&keepFlags.Monthly, "keep-monthly", 0, "… months")
+		fs.IntVar(&keepFlags.Yearly, "keep-yearly", 0, "… years")
 	case "verify":
 		fs.Var(&rd, "read-data", "download and check all packs, or --read-data=N% of them (indexes, keys, snapshots are always read)")
 		repair = fs.Bool("repair", false, "send damaged or missing objects again from the box")
@@ -121,6 +128,9 @@ func cmdReplicate(ctx context.Context, e *env, args []string) error {
 		}
 		t := target.Target{Name: name, Spec: tf.spec(pos[1]), Parallel: *parallel, BWLimit: *bw, Grace: *grace,
 			AppendOnly: *appendOnly, Schedule: *schedule}
+		if keepFlags != (target.Keep{}) {
+			t.Keep = &keepFlags
+		}
 		if err := addTarget(ctx, e, dir, &t, !*noCheck); err != nil {
 			return err
 		}
@@ -149,7 +159,7 @@ func cmdReplicate(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "target %s removed; what it holds is left as it is\n", name)
 		return nil
 	case "run":
-		rep, err := runSync(ctx, e, dir, t, !c.json)
+		rep, err := runSync(ctx, e, &c, dir, t, !c.json)
 		if c.json && rep != nil {
 			if e := printJSON(e.stdout, rep); e != nil && err == nil {
 				err = e
@@ -239,13 +249,27 @@ func addTarget(ctx context.Context, e *env, dir string, t *target.Target, check 
 	return st.Close()
 }
 
-// runSync syncs one target now, with a progress line when asked.
-func runSync(ctx context.Context, e *env, dir string, t target.Target, show bool) (*replicate.Report, error) {
-	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
-	if err != nil {
-		return nil, err
+// runSync syncs one target now, with a progress line when asked. A target
+// with its own retention needs the repository open (its key); any other
+// works on the objects alone, beside a running server.
+func runSync(ctx context.Context, e *env, c *common, dir string, t target.Target, show bool) (*replicate.Report, error) {
+	var local objstore.Store
+	var r *repo.Repository
+	if t.Keep != nil {
+		o, err := c.open(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		defer o.Close()
+		local, r = o.home.Store, o.Repository
+	} else {
+		st, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		local = st
 	}
-	defer local.Close()
 	var mu sync.Mutex
 	var last replicate.Progress
 	stop := func() {}
@@ -256,7 +280,7 @@ func runSync(ctx context.Context, e *env, dir string, t target.Target, show bool
 			return syncLine(last)
 		})
 	}
-	rep, err := target.Sync(ctx, dir, local, t, e.log, func(p replicate.Progress) {
+	rep, err := target.Sync(ctx, dir, local, t, r, e.log, func(p replicate.Progress) {
 		mu.Lock()
 		last = p
 		mu.Unlock()
@@ -282,6 +306,9 @@ func syncLine(p replicate.Progress) string {
 }
 
 func printSyncReport(e *env, r *replicate.Report) {
+	if r.Kept.Objects > 0 {
+		fmt.Fprintf(e.stdout, "target %s keeps %d objects (%s) the box no longer has, for its own retention\n", r.Target, r.Kept.Objects, humanBytes(uint64(r.Kept.Bytes)))
+	}
 	fmt.Fprintf(e.stdout, "target %s: uploaded %d objects (%s), %d retried; deleted %d (%s); %d (%s) wait for their delayed deletion; took %s\n",
 		r.Target, r.UploadedTotal.Objects, humanBytes(uint64(r.UploadedTotal.Bytes)), r.Retried, r.Deleted.Objects,
 		humanBytes(uint64(r.Deleted.Bytes)), r.PendingDelete.Objects, humanBytes(uint64(r.PendingDelete.Bytes)), r.End.Sub(r.Start).Round(time.Millisecond))

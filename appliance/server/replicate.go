@@ -44,7 +44,7 @@ func (w *worker) addReplication(s *schedule.Scheduler) error {
 					trig = string(info.Trigger)
 				}
 				err := w.jdb.Do(ctx, jobs.Spec{Kind: "replicate", Target: t.Name, Trigger: trig}, func(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
-					rep, err := target.Sync(ctx, w.h.Dir, w.h.Store, t, w.log, nil)
+					rep, err := target.Sync(ctx, w.h.Dir, w.h.Store, t, w.r, w.log, nil)
 					if rep == nil {
 						return jobs.Stats{}, err
 					}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/arkbox/arkbox/replicate/bwlimit"
 	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/arkbox/arkbox/storage/retention"
 )
 
 // FileName is the replication configuration in a repository's home
@@ -30,6 +31,37 @@ type Target struct {
 	// Schedule of syncs under `arkbox serve`: a snapshot schedule form or
 	// "after each snapshot"; "" = only when run by hand.
 	Schedule string `json:"schedule,omitempty"`
+	// Keep, if set, is the target's own retention: snapshots the box has
+	// forgotten that this policy keeps stay on the target, with their data.
+	Keep *Keep `json:"keep,omitempty"`
+}
+
+// Keep is a target's retention policy (the engine's rules; see
+// doc/retention.md). A snapshot is kept when any rule keeps it.
+type Keep struct {
+	Last    int    `json:"last,omitempty"`
+	Within  string `json:"within,omitempty"` // e.g. "90d", "2y"
+	Hourly  int    `json:"hourly,omitempty"`
+	Daily   int    `json:"daily,omitempty"`
+	Weekly  int    `json:"weekly,omitempty"`
+	Monthly int    `json:"monthly,omitempty"`
+	Yearly  int    `json:"yearly,omitempty"`
+}
+
+// Policy converts k to the engine's form.
+func (k Keep) Policy() (retention.Policy, error) {
+	p := retention.Policy{Last: k.Last, Hourly: k.Hourly, Daily: k.Daily, Weekly: k.Weekly, Monthly: k.Monthly, Yearly: k.Yearly}
+	if k.Within != "" {
+		d, err := retention.ParseDuration(k.Within)
+		if err != nil {
+			return p, fmt.Errorf("within: %w", err)
+		}
+		p.Within = d
+	}
+	if p.Empty() {
+		return p, errors.New("the policy keeps nothing: give at least one rule")
+	}
+	return p, p.Validate()
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -50,6 +82,11 @@ func (t Target) Validate() error {
 	}
 	if _, err := t.GraceDuration(); err != nil {
 		return fmt.Errorf("target %s: grace: %w", t.Name, err)
+	}
+	if t.Keep != nil {
+		if _, err := t.Keep.Policy(); err != nil {
+			return fmt.Errorf("target %s: keep: %w", t.Name, err)
+		}
 	}
 	return nil
 }
