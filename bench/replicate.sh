@@ -5,8 +5,8 @@
 #   bench/replicate.sh [--runs N] [--data DIR]
 #
 # 1. A repository on a 2+1 pool of three folders holds a backup of DIR
-#    (default: the Go 1.24.0 toolchain that bench/run.sh prepares, else
-#    $GOROOT). Its objects are also written to a plain folder (a sync to a
+#    (default: the /usr set that bench/run.sh prepares, else its Go
+#    toolchain, else $GOROOT). Its objects are also written to a plain folder (a sync to a
 #    file:// target), which is what rclone copies.
 # 2. Per run: `rclone copy FOLDER :s3:rclone-N` (4 transfers, its default)
 #    and `arkbox replicate run` to an empty bucket (4 connections, its
@@ -28,8 +28,9 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${ARKBOX_BENCH_CACHE:-$HOME/.cache/arkbox-bench}
 if [ -z "$DATA" ]; then
-	DATA=$CACHE/data/go1.24.0
-	[ -d "$DATA" ] || DATA=$(go env GOROOT)/src
+	for d in "$CACHE/data/usr-1300MB" "$CACHE/data/go1.24.0" "$(go env GOROOT)"; do
+		if [ -d "$d" ]; then DATA=$d; break; fi
+	done
 fi
 START=$SECONDS
 say() { printf '[%3d:%02d] %s\n' $(((SECONDS - START) / 60)) $(((SECONDS - START) % 60)) "$*"; }
@@ -76,7 +77,7 @@ for r in $(seq "$RUNS"); do
 	ark_rss=$RSSK
 	RC+=("$rc")
 	AK_T+=("$ak")
-	say "run $r: rclone copy $rc s3 ($(awk -v b="$BYTES" -v s="$rc" 'BEGIN{printf "%.1f", b/s/1e6}') MB/s)  arkbox replicate run $ak s ($(awk -v b="$BYTES" -v s="$ak" 'BEGIN{printf "%.1f", b/s/1e6}') MB/s, RSS $((ark_rss / 1024)) MiB)"
+	say "run $r: rclone copy $rc s ($(awk -v b="$BYTES" -v s="$rc" 'BEGIN{printf "%.1f", b/s/1e6}') MB/s)  arkbox replicate run $ak s ($(awk -v b="$BYTES" -v s="$ak" 'BEGIN{printf "%.1f", b/s/1e6}') MB/s, RSS $((ark_rss / 1024)) MiB)"
 	rm -rf "$W/s3/rclone-$r" "$W/s3/arkbox-$r"
 	"$ARK" replicate remove "s3-$r" >/dev/null
 done
