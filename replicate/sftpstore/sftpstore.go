@@ -7,8 +7,8 @@
 // fsync@openssh.com), checks its size and renames it into place, so a cut
 // link never leaves a partial object under an object's name. The server's
 // host key is pinned in a known_hosts file on first use and verified on
-// every later connection. A lost connection is dialled again by the next
-// operation.
+// every later connection. Operations are spread over Conns connections; a
+// lost connection is dialled again by the next operation that needs it.
 package sftpstore
 
 import (
@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -50,7 +51,10 @@ type Options struct {
 	// Create makes Path when it does not exist.
 	Create   bool
 	ReadOnly bool
-	Timeout  time.Duration // dial and handshake (default 30 s)
+	// Conns is the number of SSH connections (1–10, default 1); each
+	// pipelines many requests.
+	Conns   int
+	Timeout time.Duration // dial and handshake (default 30 s)
 	// Dial, if set, makes the TCP connection (bandwidth limits, tests).
 	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger *slog.Logger
@@ -63,10 +67,19 @@ type Store struct {
 	log  *slog.Logger
 	cfg  *ssh.ClientConfig
 
+	slots []*slot
+	next  atomic.Uint32
+
+	mu   sync.Mutex
+	dirs map[string]bool // folders known to exist
+}
+
+// slot is one SSH connection; the store spreads operations over Conns of
+// them.
+type slot struct {
 	mu     sync.Mutex
 	conn   *ssh.Client
 	client *sftp.Client
-	dirs   map[string]bool // folders known to exist
 }
 
 // Open connects, verifies the host key and checks the folder.
@@ -110,8 +123,11 @@ func Open(ctx context.Context, opt Options) (*Store, error) {
 		return nil, errors.New("sftp: a known_hosts file is required to pin the server's host key")
 	}
 	s := &Store{opt: opt, log: log, dirs: map[string]bool{}}
+	for range min(max(opt.Conns, 1), 10) {
+		s.slots = append(s.slots, &slot{})
+	}
 	s.cfg = &ssh.ClientConfig{User: opt.User, Auth: auth, HostKeyCallback: s.checkHostKey, Timeout: opt.Timeout}
-	c, err := s.get(ctx)
+	c, err := s.get(ctx, s.slots[0])
 	if err != nil {
 		return nil, err
 	}
@@ -188,12 +204,12 @@ func (s *Store) checkHostKey(host string, remote net.Addr, key ssh.PublicKey) er
 	return err
 }
 
-// get returns the live client, dialling when there is none.
-func (s *Store) get(ctx context.Context) (*sftp.Client, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.client != nil {
-		return s.client, nil
+// get returns the slot's live client, dialling when there is none.
+func (s *Store) get(ctx context.Context, sl *slot) (*sftp.Client, error) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.client != nil {
+		return sl.client, nil
 	}
 	dial := (&net.Dialer{Timeout: s.opt.Timeout, KeepAlive: 15 * time.Second}).DialContext
 	if s.opt.Dial != nil {
@@ -216,19 +232,18 @@ func (s *Store) get(ctx context.Context) (*sftp.Client, error) {
 		conn.Close()
 		return nil, fmt.Errorf("sftp: start the sftp subsystem on %s: %w", s.opt.Addr, err)
 	}
-	s.conn, s.client = conn, client
+	sl.conn, sl.client = conn, client
 	return client, nil
 }
 
 // drop forgets a client whose connection failed, so the next call dials.
-func (s *Store) drop(c *sftp.Client) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.client == c && c != nil {
-		s.client.Close()
-		s.conn.Close()
-		s.client, s.conn = nil, nil
-		s.dirs = map[string]bool{}
+func (s *Store) drop(sl *slot, c *sftp.Client) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.client == c && c != nil {
+		sl.client.Close()
+		sl.conn.Close()
+		sl.client, sl.conn = nil, nil
 	}
 }
 
@@ -237,11 +252,12 @@ func (s *Store) do(ctx context.Context, fn func(c *sftp.Client) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c, err := s.get(ctx)
+	sl := s.slots[int(s.next.Add(1))%len(s.slots)]
+	c, err := s.get(ctx, sl)
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { s.drop(c) })
+	stop := context.AfterFunc(ctx, func() { s.drop(sl, c) })
 	err = fn(c)
 	if !stop() {
 		if err == nil {
@@ -250,7 +266,7 @@ func (s *Store) do(ctx context.Context, fn func(c *sftp.Client) error) error {
 		return err
 	}
 	if err != nil && connLost(err) {
-		s.drop(c)
+		s.drop(sl, c)
 	}
 	return err
 }
@@ -521,9 +537,11 @@ func (s *Store) Delete(ctx context.Context, kind objstore.Kind, id objstore.ID) 
 
 // Close implements objstore.Store.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	c := s.client
-	s.mu.Unlock()
-	s.drop(c)
+	for _, sl := range s.slots {
+		sl.mu.Lock()
+		c := sl.client
+		sl.mu.Unlock()
+		s.drop(sl, c)
+	}
 	return nil
 }

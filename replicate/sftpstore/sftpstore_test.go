@@ -19,17 +19,21 @@ func TestConformance(t *testing.T) {
 	srv := testpeer.SSHD(t)
 	kh := filepath.Join(t.TempDir(), "known_hosts")
 	n := 0
-	storetest.Run(t, func(t *testing.T) objstore.Store {
-		n++
-		s, err := sftpstore.Open(context.Background(), sftpstore.Options{
-			Addr: srv.Addr, User: srv.User, KeyFile: srv.KeyFile, KnownHosts: kh,
-			Path: filepath.Join(srv.Dir, fmt.Sprint("repo", n)), Create: true,
+	for _, conns := range []int{1, 3} {
+		t.Run(fmt.Sprint("conns=", conns), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) objstore.Store {
+				n++
+				s, err := sftpstore.Open(context.Background(), sftpstore.Options{
+					Addr: srv.Addr, User: srv.User, KeyFile: srv.KeyFile, KnownHosts: kh,
+					Path: filepath.Join(srv.Dir, fmt.Sprint("repo", n)), Create: true, Conns: conns,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			}, storetest.Options{})
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}, storetest.Options{})
+	}
 }
 
 // A changed host key is refused with a message naming the known_hosts file.

@@ -66,7 +66,11 @@ func Sync(ctx context.Context, home string, local objstore.Store, t Target, r *r
 		return nil, err
 	}
 	defer st.Close()
-	remote, lim, err := OpenConfigured(ctx, home, t, Options{Create: true, Logger: log})
+	conns := t.Parallel
+	if conns <= 0 {
+		conns = 4
+	}
+	remote, lim, err := OpenConfigured(ctx, home, t, Options{Create: true, Logger: log, Conns: conns})
 	if err != nil {
 		return nil, fmt.Errorf("replicate %s: %w", t.Name, err)
 	}

@@ -130,6 +130,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Parts: multipart threshold and part size for S3 (0 = defaults).
 	MultipartThreshold, PartSize int64
+	// Conns is the number of SSH connections to an SFTP target.
+	Conns int
 }
 
 // Open opens the store spec names.
@@ -164,7 +166,7 @@ func Open(ctx context.Context, spec Spec, opt Options) (objstore.Store, error) {
 		}
 		return sftpstore.Open(ctx, sftpstore.Options{
 			Addr: loc.Host, User: loc.User, Path: loc.Path, Password: pw, KeyFile: spec.KeyFile,
-			KnownHosts: spec.KnownHosts, Create: opt.Create, ReadOnly: opt.ReadOnly, Dial: opt.Dial, Logger: opt.Logger,
+			KnownHosts: spec.KnownHosts, Create: opt.Create, ReadOnly: opt.ReadOnly, Dial: opt.Dial, Logger: opt.Logger, Conns: opt.Conns,
 		})
 	case "file":
 		return objstore.OpenDir(loc.Path, objstore.DirOptions{Create: opt.Create, ReadOnly: opt.ReadOnly})
