@@ -67,7 +67,18 @@ type S3Server struct {
 }
 
 // S3 starts versitygw on a fresh folder; it stops when the test ends.
-func S3(t testing.TB) *S3Server {
+func S3(t testing.TB) *S3Server { return startS3(t, "", "") }
+
+// S3TLS starts versitygw serving HTTPS with a certificate for 127.0.0.1
+// signed by a fresh certificate authority, whose PEM file it returns.
+func S3TLS(t testing.TB) (*S3Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	ca, cert, key := makeCerts(t, dir)
+	return startS3(t, cert, key), ca
+}
+
+func startS3(t testing.TB, cert, key string) *S3Server {
 	t.Helper()
 	bin := Versitygw()
 	if bin == "" {
@@ -77,7 +88,11 @@ func S3(t testing.TB) *S3Server {
 	for attempt := 0; ; attempt++ {
 		s.Endpoint = FreePort(t)
 		ctx, cancel := context.WithCancel(context.Background())
-		cmd := exec.CommandContext(ctx, bin, "--port", s.Endpoint, "--access", s.AccessKey, "--secret", s.SecretKey, "posix", s.Dir)
+		args := []string{"--port", s.Endpoint, "--access", s.AccessKey, "--secret", s.SecretKey}
+		if cert != "" {
+			args = append(args, "--cert", cert, "--key", key)
+		}
+		cmd := exec.CommandContext(ctx, bin, append(args, "posix", s.Dir)...)
 		cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY=", "ROOT_SECRET_KEY=")
 		log, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
 		if err != nil {
@@ -90,7 +105,7 @@ func S3(t testing.TB) *S3Server {
 		}
 		done := make(chan struct{})
 		go func() { cmd.Wait(); close(done) }()
-		if waitHTTP(s.Endpoint, done) {
+		if waitHTTP(s.Endpoint, cert != "", done) {
 			t.Cleanup(func() { cancel(); <-done; log.Close() })
 			return s
 		}
@@ -104,15 +119,20 @@ func S3(t testing.TB) *S3Server {
 	}
 }
 
-func waitHTTP(addr string, done <-chan struct{}) bool {
+func waitHTTP(addr string, tls bool, done <-chan struct{}) bool {
 	deadline := time.Now().Add(20 * time.Second)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: insecureTLS()}}
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
 	for time.Now().Before(deadline) {
 		select {
 		case <-done:
 			return false
 		default:
 		}
-		resp, err := http.Get("http://" + addr + "/")
+		resp, err := client.Get(scheme + addr + "/")
 		if err == nil {
 			resp.Body.Close()
 			return true

@@ -2,6 +2,7 @@ package s3store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/arkbox/arkbox/internal/testpeer"
@@ -28,5 +29,28 @@ func TestConformance(t *testing.T) {
 				return s
 			}, storetest.Options{})
 		})
+	}
+}
+
+// TLS with the datacenter's own certificate authority: trusted through
+// CAFile, refused without it.
+func TestCustomCA(t *testing.T) {
+	srv, ca := testpeer.S3TLS(t)
+	opt := s3store.Options{Endpoint: srv.Endpoint, Bucket: "tls", AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		PathStyle: true, CreateBucket: true}
+	if _, err := s3store.Open(context.Background(), opt); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("an unknown CA was accepted: %v", err)
+	}
+	opt.CAFile = ca
+	s, err := s3store.Open(context.Background(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("over TLS")
+	if err := s.Put(context.Background(), objstore.KindPack, objstore.Sum(data), data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(context.Background(), objstore.KindPack, objstore.Sum(data)); err != nil || string(got) != string(data) {
+		t.Fatalf("get over TLS: %q %v", got, err)
 	}
 }
