@@ -145,6 +145,9 @@ func TestReplicateS3(t *testing.T) {
 	if bytes.Contains(cfg, []byte(srv.SecretKey)) {
 		t.Fatal("replicate.json holds the secret key")
 	}
+	if fi, err := os.Stat(filepath.Join(base, "box", "secrets", "replicate-offsite.secret")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("the kept secret key file: %v %v", fi, err)
+	}
 
 	var rep syncReport
 	ark.okJSON(&rep, "replicate", "run", "offsite", "--json")
