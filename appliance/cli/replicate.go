@@ -355,16 +355,11 @@ func replicateList(e *env, dir string, targets []target.Target, asJSON bool) err
 }
 
 func replicateStatus(ctx context.Context, e *env, dir string, t target.Target, asJSON bool) error {
-	st, err := replicate.OpenState(target.StatePath(dir, t.Name))
+	st, local, closeAll, err := openTargetState(ctx, e, dir, t.Name)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer local.Close()
+	defer closeAll()
 	s, err := replicate.GetStatus(ctx, local, st, t.Name, time.Now())
 	if err != nil {
 		return err
@@ -398,16 +393,11 @@ func replicateStatus(ctx context.Context, e *env, dir string, t target.Target, a
 }
 
 func replicateVerify(ctx context.Context, e *env, dir string, t target.Target, readData float64, repair, asJSON bool) error {
-	st, err := replicate.OpenState(target.StatePath(dir, t.Name))
+	st, local, closeAll, err := openTargetState(ctx, e, dir, t.Name)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer local.Close()
+	defer closeAll()
 	remote, _, err := openTarget(ctx, e, dir, t, target.Options{})
 	if err != nil {
 		return fmt.Errorf("verify %s: %w", t.Name, err)
@@ -491,4 +481,22 @@ func (c *common) openRemote(ctx context.Context, e *env) (*openRepo, error) {
 		return nil, err
 	}
 	return &openRepo{Repository: r, home: h, ctx: ctx}, nil
+}
+
+// openTargetState opens a target's state file (creating its folder) and
+// the box's object store, read-only; closeAll closes both.
+func openTargetState(ctx context.Context, e *env, dir, name string) (*replicate.State, objstore.Store, func(), error) {
+	if err := os.MkdirAll(filepath.Join(dir, "replicate"), 0o700); err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := replicate.OpenState(target.StatePath(dir, name))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	return st, local, func() { local.Close(); st.Close() }, nil
 }

@@ -109,22 +109,6 @@ type syncReport struct {
 	Error       string `json:"error"`
 }
 
-// countObjects counts the repository's objects through a fresh directory
-// export (what a sync must send to an empty target).
-func localObjects(t *testing.T, ark *arkbox) int64 {
-	t.Helper()
-	var st struct {
-		Pending struct {
-			Objects int64 `json:"objects"`
-		} `json:"pending"`
-		Remote struct {
-			Objects int64 `json:"objects"`
-		} `json:"remote"`
-	}
-	ark.okJSON(&st, "replicate", "status", "offsite", "--json")
-	return st.Pending.Objects + st.Remote.Objects
-}
-
 // The box's copy on a real S3 server: consistent, ciphertext only,
 // incremental, verifiable, restorable without the box, and a new box
 // recovers from it.
@@ -151,7 +135,7 @@ func TestReplicateS3(t *testing.T) {
 
 	var rep syncReport
 	ark.okJSON(&rep, "replicate", "run", "offsite", "--json")
-	total := localObjects(t, ark)
+	total := localObjectsOf(t, ark, "offsite")
 	if rep.Uploaded.Objects != total || total < 5 {
 		t.Fatalf("first sync uploaded %d objects, the box has %d", rep.Uploaded.Objects, total)
 	}
@@ -181,7 +165,7 @@ func TestReplicateS3(t *testing.T) {
 	writeFile(t, filepath.Join(src, "notes", "new.txt"), []byte("a new note "+marker), 0o644)
 	ark.ok("backup", src)
 	ark.okJSON(&rep, "replicate", "run", "offsite", "--json")
-	now := localObjects(t, ark)
+	now := localObjectsOf(t, ark, "offsite")
 	if rep.Uploaded.Objects != now-total || rep.Uploaded.Objects == 0 {
 		t.Fatalf("incremental sync uploaded %d objects, %d are new", rep.Uploaded.Objects, now-total)
 	}
@@ -260,7 +244,7 @@ func TestReplicateKilled(t *testing.T) {
 	if !strings.Contains(out, "no problems found") || !strings.Contains(out, "not yet sent 0") {
 		t.Fatalf("verify after kills:\n%s", out)
 	}
-	if n := rcloneCheck(t, srv, "killed"); int64(n) != localObjects(t, ark) {
+	if n := rcloneCheck(t, srv, "killed"); int64(n) != localObjectsOf(t, ark, "offsite") {
 		t.Fatalf("rclone finds %d objects", n)
 	}
 }
@@ -359,6 +343,8 @@ func TestSeedRoundTrip(t *testing.T) {
 	}
 }
 
+// localObjectsOf counts the box's objects: those on the target and those
+// still to send.
 func localObjectsOf(t *testing.T, ark *arkbox, name string) int64 {
 	t.Helper()
 	var st struct {

@@ -119,19 +119,11 @@ func seedExport(ctx context.Context, e *env, c *common, name, to string) error {
 	if !ok {
 		return fmt.Errorf("no target %s (add it first: `arkbox replicate add %s URL --no-check`)", name, name)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "replicate"), 0o700); err != nil {
-		return err
-	}
-	st, err := replicate.OpenState(target.StatePath(dir, name))
+	st, local, closeAll, err := openTargetState(ctx, e, dir, name)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	local, err := home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer local.Close()
+	defer closeAll()
 	// What the target lacks: list it when it can be reached, else trust the
 	// last known inventory (empty for a new target).
 	var remote objstore.Store

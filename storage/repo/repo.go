@@ -479,19 +479,11 @@ func (r *Repository) saveSealed(ctx context.Context, kind objstore.Kind, plain [
 
 // LoadIndex reads and decodes an index object.
 func (r *Repository) LoadIndex(ctx context.Context, id objstore.ID) (*Index, error) {
-	plain, err := r.loadSealed(ctx, objstore.KindIndex, id, adIndex)
+	sealed, err := r.store.Get(ctx, objstore.KindIndex, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("repo: load %s %s: %w", objstore.KindIndex, id.Short(), err)
 	}
-	raw, err := r.dec.DecodeAll(plain, nil)
-	if err != nil {
-		return nil, fmt.Errorf("repo: decompress index %s: %w", id.Short(), err)
-	}
-	idx, err := DecodeIndex(raw)
-	if err != nil {
-		return nil, fmt.Errorf("repo: index %s: %w", id.Short(), err)
-	}
-	return idx, nil
+	return r.OpenIndexObject(id, sealed)
 }
 
 // SaveIndex writes an index object and records it in the catalog.
