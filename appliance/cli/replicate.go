@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/replicate"
 	"github.com/arkbox/arkbox/replicate/bwlimit"
 	"github.com/arkbox/arkbox/replicate/target"
@@ -137,7 +138,7 @@ func cmdReplicate(ctx context.Context, e *env, args []string) error {
 		if err := target.Save(dir, append(targets, t)); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "target %s added: %s\n", name, t.URL)
+		fmt.Fprintf(e.stdout, "target %s added: %s%s\n", name, t.URL, tellServer(ctx, &c, dir))
 		return nil
 	}
 	t, ok := target.Find(targets, name)
@@ -156,7 +157,7 @@ func cmdReplicate(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		os.Remove(target.StatePath(dir, name))
-		fmt.Fprintf(e.stdout, "target %s removed; what it holds is left as it is\n", name)
+		fmt.Fprintf(e.stdout, "target %s removed; what it holds is left as it is%s\n", name, tellServer(ctx, &c, dir))
 		return nil
 	case "run":
 		rep, err := runSync(ctx, e, &c, dir, t, !c.json)
@@ -499,4 +500,21 @@ func openTargetState(ctx context.Context, e *env, dir, name string) (*replicate.
 		return nil, nil, nil, err
 	}
 	return st, local, func() { local.Close(); st.Close() }, nil
+}
+
+// tellServer asks a server running on the repository to schedule the
+// targets anew, and says how it went.
+func tellServer(ctx context.Context, c *common, dir string) string {
+	for _, d := range []string{c.repo, filepath.Dir(dir)} {
+		cl, err := control.Dial(ctx, d)
+		if err != nil {
+			continue
+		}
+		defer cl.Close()
+		if err := cl.ReloadReplication(ctx); err != nil {
+			return fmt.Sprintf(" (the running server could not take it: %v; it applies at its next start)", err)
+		}
+		return "; the running server has it scheduled"
+	}
+	return ""
 }

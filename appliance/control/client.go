@@ -182,6 +182,11 @@ func (c *Client) Revoke(ctx context.Context, user, share string) error {
 	return c.call(ctx, http.MethodDelete, "/v1/users/"+seg(user)+"/grants/"+seg(share), nil, nil)
 }
 
+// ReloadReplication implements Ops.
+func (c *Client) ReloadReplication(ctx context.Context) error {
+	return c.call(ctx, http.MethodPost, "/v1/replication/reload", nil, nil)
+}
+
 // Snapshot implements Ops.
 func (c *Client) Snapshot(ctx context.Context, share string) (Snapshot, error) {
 	var out Snapshot

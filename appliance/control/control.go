@@ -53,6 +53,9 @@ type Ops interface {
 	Snapshots(ctx context.Context, f SnapshotFilter) ([]Snapshot, error)
 	// Jobs lists job records, newest first.
 	Jobs(ctx context.Context, f JobFilter) ([]jobs.Record, error)
+	// ReloadReplication reschedules the sync jobs from the repository's
+	// replication targets (after `arkbox replicate add|remove`).
+	ReloadReplication(ctx context.Context) error
 }
 
 // NewShare is a share to add.

@@ -127,6 +127,8 @@ func (f *fake) Jobs(ctx context.Context, flt JobFilter) ([]jobs.Record, error) {
 	return testJobs, f.record("jobs %q %d", flt.Kind, flt.Limit)
 }
 
+func (f *fake) ReloadReplication(ctx context.Context) error { return f.record("reload replication") }
+
 // serve runs a control server for ops on a fresh data folder.
 func serve(t *testing.T, ops Ops) (dir string, stop func()) {
 	t.Helper()
@@ -188,6 +190,7 @@ func TestOps(t *testing.T) {
 		{`snapshots "share:docs"`, func() (any, error) { return c.Snapshots(ctx, SnapshotFilter{Source: "share:docs"}) }, []Snapshot{testSnap}},
 		{`snapshots "none"`, func() (any, error) { return c.Snapshots(ctx, SnapshotFilter{Source: "none"}) }, []Snapshot{}},
 		{`jobs "snapshot" 5`, func() (any, error) { return c.Jobs(ctx, JobFilter{Kind: "snapshot", Limit: 5}) }, testJobs},
+		{"reload replication", func() (any, error) { return nil, c.ReloadReplication(ctx) }, nil},
 	} {
 		got, err := tc.do()
 		if err != nil {

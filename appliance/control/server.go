@@ -291,6 +291,9 @@ func newHandler(ops Ops, log *slog.Logger, owner int) http.Handler {
 		v, err := h.ops.Jobs(r.Context(), f)
 		reply(w, nonNil(v), err)
 	})
+	m.HandleFunc("POST /v1/replication/reload", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, nil, h.ops.ReloadReplication(r.Context()))
+	})
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		replyError(w, http.StatusNotFound, &Error{Message: fmt.Sprintf("control: no operation %s %s", r.Method, r.URL.Path), Usage: true})
 	})

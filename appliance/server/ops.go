@@ -324,6 +324,10 @@ func (o *offline) open(ctx context.Context, cfg config.Config, readOnly bool) (*
 	return h, r, nil
 }
 
+// ReloadReplication implements control.Ops: with no server running there
+// is nothing scheduled to change.
+func (o *offline) ReloadReplication(ctx context.Context) error { return nil }
+
 func (o *offline) Snapshot(ctx context.Context, name string) (_ control.Snapshot, err error) {
 	sh, cfg, err := o.configuredShare(name)
 	if err != nil {

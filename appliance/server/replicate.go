@@ -14,7 +14,8 @@ import (
 const afterSnapshot = "after each snapshot"
 
 // addReplication schedules a sync job for every replication target of the
-// repository (replicate.json in its home folder). A target whose schedule
+// repository (replicate.json in its home folder), replacing the sync jobs
+// it scheduled before (a reload). A target whose schedule
 // is "after each snapshot" runs when any snapshot job succeeds; one
 // without a schedule runs only by hand.
 func (w *worker) addReplication(s *schedule.Scheduler) error {
@@ -22,6 +23,12 @@ func (w *worker) addReplication(s *schedule.Scheduler) error {
 	if err != nil {
 		return err
 	}
+	w.replMu.Lock()
+	defer w.replMu.Unlock()
+	for _, name := range w.replJobs {
+		s.Remove(name)
+	}
+	w.replJobs, w.afterSnap = nil, nil
 	for _, t := range ts {
 		t := t
 		name := "replicate " + t.Name
@@ -32,6 +39,7 @@ func (w *worker) addReplication(s *schedule.Scheduler) error {
 		if strings.EqualFold(strings.TrimSpace(t.Schedule), afterSnapshot) {
 			w.afterSnap = append(w.afterSnap, name)
 		}
+		w.replJobs = append(w.replJobs, name)
 		sc, err := schedule.Parse(expr)
 		if err != nil {
 			return fmt.Errorf("replication target %s: schedule: %w", t.Name, err)
@@ -69,9 +77,21 @@ func (w *worker) snapshotDone() {
 	if w.sched == nil {
 		return
 	}
-	for _, name := range w.afterSnap {
+	w.replMu.Lock()
+	names := append([]string(nil), w.afterSnap...)
+	w.replMu.Unlock()
+	for _, name := range names {
 		if err := w.sched.RunNow(name); err != nil {
 			w.log.Error("start the sync after a snapshot", "job", name, "err", err)
 		}
 	}
+}
+
+// ReloadReplication implements control.Ops: the targets of replicate.json
+// are scheduled anew (a sync in progress finishes first).
+func (l *live) ReloadReplication(ctx context.Context) error {
+	if err := l.w.addReplication(l.sched); err != nil {
+		return fmt.Errorf("reload replication targets: %w", err)
+	}
+	return nil
 }

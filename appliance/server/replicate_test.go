@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/appliance/jobs"
 	"github.com/arkbox/arkbox/appliance/schedule"
 	"github.com/arkbox/arkbox/replicate/target"
@@ -79,6 +80,22 @@ func TestServeReplicates(t *testing.T) {
 	// An hour later the share's snapshot runs, then the after-snapshot sync.
 	clock.Advance(61 * time.Minute)
 	waitFor("the after-snapshot sync", func() bool { return dirObjects(after) > 0 })
+	// A target added while serving is scheduled at once (a reload over the
+	// control socket, as `arkbox replicate add` does).
+	late := t.TempDir()
+	ts = append(ts, target.Target{Name: "late", Spec: target.Spec{URL: "file://" + late}, Schedule: "daily 03:00"})
+	if err := target.Save(filepath.Join(dir, "repo"), ts); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := control.Dial(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ReloadReplication(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	waitFor("the new target's catch-up sync", func() bool { return dirObjects(late) > 0 })
 	time.Sleep(500 * time.Millisecond) // let the job records land
 	cancel()
 	if err := <-done; err != nil {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/arkbox/arkbox/appliance/config"
@@ -328,7 +329,11 @@ type worker struct {
 	readDataPercent float64
 	// sched runs the jobs; afterSnap are the sync jobs it starts after
 	// each successful snapshot.
-	sched     *schedule.Scheduler
+	sched *schedule.Scheduler
+	// replMu guards the sync jobs scheduled (replJobs) and those started
+	// after each snapshot (afterSnap), which a reload replaces.
+	replMu    sync.Mutex
+	replJobs  []string
 	afterSnap []string
 }
 
