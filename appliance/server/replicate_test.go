@@ -33,6 +33,29 @@ func countObjects(t *testing.T, st objstore.Store) int {
 func TestServeReplicates(t *testing.T) {
 	dir := t.TempDir()
 	r := start(t, dir)
+	// Let the first start's catch-up snapshot finish, so that the restart
+	// below has no snapshot to catch up.
+	func() {
+		cl, err := control.Dial(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			recs, err := cl.Jobs(context.Background(), control.JobFilter{Kind: "snapshot"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) > 0 && !recs[0].Ended.IsZero() {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no snapshot at the first start")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
 	r.stop(t)
 	hourly, after := t.TempDir(), t.TempDir()
 	ts := []target.Target{
@@ -75,11 +98,32 @@ func TestServeReplicates(t *testing.T) {
 		}
 		return countObjects(t, d)
 	}
+	cl, err := control.Dial(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// synced reports whether a sync of target has ended well.
+	synced := func(target string) bool {
+		recs, err := cl.Jobs(ctx, control.JobFilter{Kind: "replicate"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			if r.Target == target && !r.Ended.IsZero() && r.Result == jobs.OK {
+				return true
+			}
+		}
+		return false
+	}
 	// The hourly target never ran: it catches up at start.
-	waitFor("the catch-up sync", func() bool { return dirObjects(hourly) > 0 })
+	waitFor("the catch-up sync", func() bool { return synced("hourly") })
+	if synced("aftersnap") {
+		t.Fatal("the after-snapshot target synced before any snapshot")
+	}
 	// An hour later the share's snapshot runs, then the after-snapshot sync.
 	clock.Advance(61 * time.Minute)
-	waitFor("the after-snapshot sync", func() bool { return dirObjects(after) > 0 })
+	waitFor("the after-snapshot sync", func() bool { return synced("aftersnap") })
 	// A target added while serving is scheduled at once (a reload over the
 	// control socket, as `arkbox replicate add` does).
 	late := t.TempDir()
@@ -87,16 +131,11 @@ func TestServeReplicates(t *testing.T) {
 	if err := target.Save(filepath.Join(dir, "repo"), ts); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := control.Dial(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := cl.ReloadReplication(ctx); err != nil {
 		t.Fatal(err)
 	}
+	waitFor("the new target's catch-up sync", func() bool { return synced("late") })
 	cl.Close()
-	waitFor("the new target's catch-up sync", func() bool { return dirObjects(late) > 0 })
-	time.Sleep(500 * time.Millisecond) // let the job records land
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
