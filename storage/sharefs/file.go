@@ -731,7 +731,7 @@ func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results ma
 		}
 		chunks, err := sh.captureStaged(ctx, in, full)
 		if err != nil {
-			return fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
+			return err // it names the inode
 		}
 		results[ino] = chunks
 	}

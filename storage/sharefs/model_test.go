@@ -25,24 +25,32 @@ import (
 )
 
 type fixture struct {
-	t     *testing.T
-	tr    *testrepo.Repo
-	store *Store
-	sh    *Share
-	dir   string
-	opt   Options
+	t       *testing.T
+	tr      *testrepo.Repo
+	store   *Store
+	sh      *Share
+	dir     string
+	staging string
+	opt     Options
 }
 
 func newFixture(t *testing.T) *fixture { return newFixtureOpt(t, Options{}) }
 
 // newFixtureOpt is newFixture with store options (CommitDelay defaults to
 // an hour: tests commit explicitly).
-func newFixtureOpt(t *testing.T, opt Options) *fixture {
+func newFixtureOpt(t *testing.T, opt Options) *fixture { return newFixtureStaging(t, opt, "") }
+
+// newFixtureStaging is newFixtureOpt with the staging folder at staging
+// ("": in the fixture's folder).
+func newFixtureStaging(t *testing.T, opt Options, staging string) *fixture {
 	tr := testrepo.New(t, repo.Options{PackSize: 256 << 10})
 	if opt.CommitDelay == 0 {
 		opt.CommitDelay = time.Hour
 	}
-	f := &fixture{t: t, tr: tr, dir: t.TempDir(), opt: opt}
+	f := &fixture{t: t, tr: tr, dir: t.TempDir(), staging: staging, opt: opt}
+	if f.staging == "" {
+		f.staging = filepath.Join(f.dir, "staging")
+	}
 	f.open()
 	sh, err := f.store.CreateShare("docs")
 	if err != nil {
@@ -53,7 +61,7 @@ func newFixtureOpt(t *testing.T, opt Options) *fixture {
 }
 
 func (f *fixture) open() {
-	st, err := Open(context.Background(), f.tr.Repository, f.tr.Cat, filepath.Join(f.dir, "staging"), f.opt)
+	st, err := Open(context.Background(), f.tr.Repository, f.tr.Cat, f.staging, f.opt)
 	if err != nil {
 		f.t.Fatal(err)
 	}
