@@ -3,10 +3,13 @@ package sharefs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/arkbox/arkbox/storage/tree"
 )
@@ -283,4 +286,180 @@ func TestBlockModeCosts(t *testing.T) {
 	if c.read > bs {
 		t.Fatalf("truncate and extend read %d bytes", c.read)
 	}
+}
+
+// TestBlockModeConcurrent: writers on separate handles write their own
+// byte ranges, which share blocks, and read them back at once, while
+// other goroutines read, sync, snapshot (capturing the open file) and
+// extend the file; every writer always reads its own last write, and the
+// file ends as the sum of the writes.
+func TestBlockModeConcurrent(t *testing.T) {
+	ctx := context.Background()
+	const (
+		bs      = 16 << 10
+		writers = 4
+		region  = 5000 // not a block multiple: neighbours share blocks
+		rounds  = 60
+	)
+	f := newFixtureOpt(t, Options{BlockSize: bs, BlockThreshold: 1})
+	sh := f.sh
+	in, err := sh.Create(RootIno, "db", 0o644, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(40 * region * writers)
+	base := make([]byte, size)
+	fillRand(11, base)
+	if _, err := shareWriteAll(sh, in.Ino, base); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.CommitAll(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte(nil), base...)
+	var mu sync.Mutex // guards want
+	errs := make(chan error, writers+3)
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fh, err := sh.OpenFile(in.Ino, true, false)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer fh.Close()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for r := 0; r < rounds; r++ {
+				// Region w of a random stripe, in a few pieces.
+				off := int64(rng.IntN(40)*region*writers + w*region)
+				data := make([]byte, region)
+				fillRand(uint64(1000*w+r), data)
+				for i := 0; i < region; {
+					n := min(region-i, 1+rng.IntN(1500))
+					if _, err := fh.WriteAt(data[i:i+n], off+int64(i)); err != nil {
+						errs <- err
+						return
+					}
+					i += n
+				}
+				mu.Lock()
+				copy(want[off:], data)
+				mu.Unlock()
+				got := make([]byte, region)
+				if _, err := fh.ReadAt(got, off); err != nil || !bytes.Equal(got, data) {
+					errs <- fmt.Errorf("writer %d round %d: reading back its write at %d: %v", w, r, off, err)
+					return
+				}
+				if rng.IntN(8) == 0 {
+					if err := fh.Sync(); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var side sync.WaitGroup
+	side.Add(2)
+	go func() { // readers of random ranges and snapshots
+		defer side.Done()
+		fh, err := sh.OpenFile(in.Ino, false, false)
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer fh.Close()
+		rng := rand.New(rand.NewPCG(99, 1))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			buf := make([]byte, rng.IntN(3*bs))
+			if _, err := fh.ReadAt(buf, rng.Int64N(size)); err != nil && err != io.EOF {
+				errs <- err
+				return
+			}
+			if i%50 == 0 {
+				if _, err := sh.Snapshot(ctx, time.Now(), nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+	}()
+	go func() { // extends the file past the writers' ranges, and back
+		defer side.Done()
+		fh, err := sh.OpenFile(in.Ino, true, false)
+		if err != nil {
+			errs <- err
+			return
+		}
+		defer fh.Close()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := fh.Truncate(size + int64(i%3)*bs); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	side.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fh, err := sh.OpenFile(in.Ino, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	if got := shareReadAll(t, sh, in.Ino); !bytes.Equal(got, want) {
+		t.Fatal("staged content differs from the writes")
+	}
+	if err := sh.CommitAll(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := shareReadAll(t, sh, in.Ino); !bytes.Equal(got, want) {
+		t.Fatal("committed content differs from the writes")
+	}
+}
+
+func shareWriteAll(sh *Share, ino uint64, data []byte) (int, error) {
+	f, err := sh.OpenFile(ino, true, true)
+	if err != nil {
+		return 0, err
+	}
+	n, err := f.WriteAt(data, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return n, err
+}
+
+func shareReadAll(t *testing.T, sh *Share, ino uint64) []byte {
+	t.Helper()
+	f, err := sh.OpenFile(ino, false, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, 0, 1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

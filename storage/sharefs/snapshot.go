@@ -37,24 +37,32 @@ func (sh *Share) Snapshot(ctx context.Context, at time.Time, tags []string) (*re
 }
 
 func (sh *Share) snapshotLocked(ctx context.Context, at time.Time, tags []string, start time.Time) (*repo.Snapshot, error) {
-	// Files open for writing: capture their current content.
+	// Files open and staged: capture their current content, each held
+	// open by a handle of our own meanwhile (so that its last handle
+	// closing does not close its staging file under the capture).
 	sh.mu.Lock()
-	var open []*openFile
+	var open []*File
 	for _, of := range sh.open {
 		of.mu.Lock()
 		if of.staging != nil {
-			open = append(open, of)
+			of.refs++
+			open = append(open, &File{sh: sh, of: of})
 		}
 		of.mu.Unlock()
 	}
 	sh.mu.Unlock()
-	overrides := map[uint64][]tree.Chunk{}
-	for _, of := range open {
-		cs, err := sh.capture(ctx, of)
-		if err != nil {
-			return nil, fmt.Errorf("sharefs: snapshot %s: capture open file %d: %w", sh.name, of.ino, err)
+	defer func() {
+		for _, f := range open {
+			f.Close()
 		}
-		overrides[of.ino] = cs
+	}()
+	overrides := map[uint64][]tree.Chunk{}
+	for _, f := range open {
+		cs, err := sh.capture(ctx, f.of)
+		if err != nil {
+			return nil, fmt.Errorf("sharefs: snapshot %s: capture open file %d: %w", sh.name, f.of.ino, err)
+		}
+		overrides[f.of.ino] = cs
 	}
 
 	sh.meta.Lock()
