@@ -289,21 +289,30 @@ func capacity(h *home.Home) func() (uint64, uint64, error) {
 		return nil
 	}
 	return func() (uint64, uint64, error) {
-		st := h.Pool.Status(context.Background())
-		var total, free uint64
-		for _, d := range st.Disks {
-			if d.State == pool.DiskOK {
-				total += d.BytesTotal
-				free += d.BytesFree
-			}
-		}
-		// Usable space: data shards of k+m.
-		if st.K > 0 {
-			total = total * uint64(st.K) / uint64(st.K+st.M)
-			free = free * uint64(st.K) / uint64(st.K+st.M)
-		}
+		total, free := poolCapacity(h.Pool.Status(context.Background()))
 		return total, free, nil
 	}
+}
+
+// poolCapacity is the pool's usable size and free space, as statfs
+// reports them to clients: disks that are present count in the size (a
+// full or read-only disk is still part of the pool), only writable ones
+// in the free space; both scaled to the data shards of k+m.
+func poolCapacity(st pool.Status) (total, free uint64) {
+	for _, d := range st.Disks {
+		switch d.State {
+		case pool.DiskOK, pool.DiskFull:
+			total += d.BytesTotal
+			free += d.BytesFree
+		case pool.DiskReadOnly, pool.DiskFailing:
+			total += d.BytesTotal
+		}
+	}
+	if st.K > 0 {
+		total = total * uint64(st.K) / uint64(st.K+st.M)
+		free = free * uint64(st.K) / uint64(st.K+st.M)
+	}
+	return total, free
 }
 
 func portOf(a net.Addr) string {

@@ -57,7 +57,9 @@ func (e *policyError) Unwrap() error { return e.errno }
 //	no such file          fs.ErrNotExist (ENOENT)
 //	permission denied     EACCES, EPERM, EROFS, fs.ErrPermission
 //	operation unsupported ENOTSUP, EOPNOTSUPP, ENOSYS
-//	failure               everything else, with the reason as the message
+//	failure               everything else, with the reason as the message;
+//	                      ENOSPC and EDQUOT say the appliance is full
+//	                      (SFTP v3 has no code for it)
 func status(op, p string, err error) (st error, internal bool) {
 	code := sftp.ErrSSHFxFailure
 	var text string
@@ -85,6 +87,9 @@ func status(op, p string, err error) (st error, internal bool) {
 	}
 	if text == "" {
 		text = errno.Error()
+		if errno == syscall.ENOSPC || errno == syscall.EDQUOT {
+			text += " (the appliance's storage is full)"
+		}
 	}
 	return &statusError{msg: op + " " + p + ": " + text, code: code}, !clientErrno(errno)
 }

@@ -76,6 +76,7 @@ type fixtureOptions struct {
 	limiter *users.LimiterOptions
 	idle    time.Duration // Options.IdleTimeout
 	login   time.Duration // Options.LoginTimeout
+	staging string        // the share store's staging folder ("": in the fixture's folder)
 }
 
 func newFixture(t *testing.T, fo fixtureOptions) *fixture {
@@ -99,7 +100,8 @@ func newFixture(t *testing.T, fo fixtureOptions) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.store, err = sharefs.Open(ctx, f.repo, cat, filepath.Join(f.dir, "staging"), sharefs.Options{CommitDelay: time.Hour})
+	staging := cmp.Or(fo.staging, filepath.Join(f.dir, "staging"))
+	f.store, err = sharefs.Open(ctx, f.repo, cat, staging, sharefs.Options{CommitDelay: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,11 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/arkbox/arkbox/storage/objstore"
@@ -113,6 +115,14 @@ func TestFullDisk(t *testing.T) {
 		}
 		if _, err := p.Stat(ctx, objstore.KindPack, objstore.Sum(big)); err == nil {
 			t.Fatal("failed put left a visible object")
+		}
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("put on a full disk: %v does not wrap ENOSPC", err)
+		}
+		// Now known to be full, the disk is skipped: still ENOSPC.
+		err = p.Put(ctx, objstore.KindPack, objstore.Sum(big), big)
+		if !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("second put on a full disk: %v does not wrap ENOSPC", err)
 		}
 		// Small objects still fit.
 		small := randBytes(6, 1000)

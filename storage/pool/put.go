@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/arkbox/arkbox/storage/objstore"
 )
@@ -120,6 +121,11 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 		err := errors.Join(errs...)
 		if err == nil {
 			err = errNoDisk
+			if anyFull(st) {
+				// Disks skipped because they are full: say so the
+				// way a file system would.
+				err = fmt.Errorf("%w: %w", errNoDisk, syscall.ENOSPC)
+			}
 		}
 		return fmt.Errorf("pool: put %s/%s: wrote %d of %d shards, need %d%s: %w",
 			kind, id, ok, total, k, unavailable(st), err)
@@ -145,6 +151,16 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 
 // errNoDisk: too few disks could take a write.
 var errNoDisk = errors.New("not enough writable disks")
+
+// anyFull reports whether a member is full.
+func anyFull(st *state) bool {
+	for _, d := range st.members {
+		if d.getState() == DiskFull {
+			return true
+		}
+	}
+	return false
+}
 
 // unavailable describes the disks that cannot take writes.
 func unavailable(st *state) string {

@@ -82,6 +82,7 @@ func (c *PackCache) pack(ctx context.Context, id objstore.ID) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	p.data, p.err = c.r.store.Get(ctx, objstore.KindPack, id)
+	c.r.readStored.Add(uint64(len(p.data)))
 	close(p.ready)
 	if p.err != nil {
 		c.mu.Lock()

@@ -17,6 +17,7 @@ import (
 	"os/user"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/arkbox/arkbox/storage/blob"
@@ -97,6 +98,8 @@ type Repository struct {
 	stats    WriteStats
 	closed   bool
 	parallel int
+
+	readBlobs, readRaw, readStored atomic.Uint64
 }
 
 type pendingKey struct {
@@ -111,6 +114,13 @@ type WriteStats struct {
 	SealedBytes uint64 // their stored (compressed, encrypted) bytes
 	Packs       uint64
 	Dupes       uint64 // blobs that were already stored
+}
+
+// ReadStats counts what this handle has read back.
+type ReadStats struct {
+	Blobs       uint64 // blobs opened (decrypted and verified)
+	RawBytes    uint64 // their plaintext bytes
+	StoredBytes uint64 // bytes fetched from the store to get them (ranges, or whole packs through a PackCache)
 }
 
 type packBuf struct {
@@ -306,6 +316,11 @@ func (r *Repository) Stats() WriteStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.stats
+}
+
+// ReadStats returns what this handle has read so far.
+func (r *Repository) ReadStats() ReadStats {
+	return ReadStats{Blobs: r.readBlobs.Load(), RawBytes: r.readRaw.Load(), StoredBytes: r.readStored.Load()}
 }
 
 // syncCatalog loads index and snapshot objects the catalog lacks and drops
@@ -633,6 +648,9 @@ func (r *Repository) uploader(ctx context.Context, uploads <-chan *packBuf) {
 		ip, err := r.writePack(ctx, p)
 		r.mu.Lock()
 		if err != nil {
+			// The pack's blobs are not stored: forget them, so that
+			// saving them again stores them.
+			r.dropPendingLocked(p.entries)
 			if r.upErr == nil {
 				r.upErr = err
 			}
@@ -649,7 +667,10 @@ func (r *Repository) uploader(ctx context.Context, uploads <-chan *packBuf) {
 		r.mu.Unlock()
 		if flush != nil {
 			if err := r.writeIndex(ctx, flush); err != nil {
+				// The packs are stored but not listed: the next Flush
+				// tries their index again.
 				r.mu.Lock()
+				r.unindex = append(flush, r.unindex...)
 				if r.upErr == nil {
 					r.upErr = err
 				}
@@ -695,14 +716,32 @@ func (r *Repository) writeIndex(ctx context.Context, packs []catalog.IndexedPack
 // Flush writes the open pack, waits for every upload and writes an index
 // object for everything written, so that all saved blobs are durable and
 // indexed when it returns.
+//
+// When a pack could not be stored (a full pool, a failing disk), SaveBlob
+// returns that error from then on and Flush reports it once, drops the
+// blobs not stored yet and clears it: the blobs saved since the previous
+// successful Flush may be lost, and a caller saves them again (it has not
+// referenced them anywhere durable, since its Flush failed). Packs that
+// were stored keep their blobs and are indexed by this or a later Flush.
+// Callers that share a handle must therefore not interleave their
+// save-then-flush sequences; the share filesystem runs one at a time.
 func (r *Repository) Flush(ctx context.Context) error {
 	r.mu.Lock()
 	for t, p := range r.cur {
 		r.cur[t] = nil
-		if p != nil && len(p.entries) > 0 {
-			if err := r.startUploadLocked(ctx, p); err != nil {
-				r.mu.Unlock()
-				return err
+		if p == nil || len(p.entries) == 0 {
+			continue
+		}
+		if r.upErr != nil {
+			r.dropPendingLocked(p.entries)
+			continue
+		}
+		if err := r.startUploadLocked(ctx, p); err != nil {
+			// startUploadLocked fails only when ctx ends or an
+			// upload failed; this pack is not stored.
+			r.dropPendingLocked(p.entries)
+			if r.upErr == nil {
+				r.upErr = err
 			}
 		}
 	}
@@ -714,14 +753,25 @@ func (r *Repository) Flush(ctx context.Context) error {
 		r.upWG.Wait()
 	}
 	r.mu.Lock()
-	err := r.upErr
+	upErr := r.upErr
+	r.upErr = nil
 	flush := r.unindex
 	r.unindex = nil
 	r.mu.Unlock()
-	if err != nil {
-		return err
+	if err := r.writeIndex(ctx, flush); err != nil {
+		r.mu.Lock()
+		r.unindex = append(flush, r.unindex...)
+		r.mu.Unlock()
+		return errors.Join(upErr, err)
 	}
-	return r.writeIndex(ctx, flush)
+	return upErr
+}
+
+// dropPendingLocked forgets blobs that will not be stored.
+func (r *Repository) dropPendingLocked(entries []PackEntry) {
+	for _, e := range entries {
+		delete(r.pending, pendingKey{e.Type, e.ID})
+	}
 }
 
 // Close flushes and releases the repository (not the store or catalog).
@@ -745,6 +795,7 @@ func (r *Repository) LoadBlob(ctx context.Context, t blob.Type, id blob.ID) ([]b
 	if err != nil {
 		return nil, fmt.Errorf("repo: load %s blob %s from pack %s: %w", t, id.Short(), loc.Pack.Short(), err)
 	}
+	r.readStored.Add(uint64(len(sealed)))
 	return r.OpenBlob(t, id, sealed, loc.RawLength)
 }
 
@@ -772,6 +823,8 @@ func (r *Repository) OpenBlob(t blob.Type, id blob.ID, sealed []byte, rawLen uin
 	if r.key.BlobID(data) != id {
 		return nil, fmt.Errorf("repo: %s blob %s: content does not match its id: %w", t, id.Short(), objstore.ErrCorrupt)
 	}
+	r.readBlobs.Add(1)
+	r.readRaw.Add(uint64(len(data)))
 	return data, nil
 }
 

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/arkbox/arkbox/storage/blob"
-	"github.com/arkbox/arkbox/storage/chunker"
 	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/tree"
 	bolt "go.etcd.io/bbolt"
@@ -23,16 +21,22 @@ type openFile struct {
 	ino  uint64
 	refs int
 
+	// syncMu serialises what changes the catalog's record of the staged
+	// file (Sync, Truncate, staging, a snapshot's capture). io is held
+	// shared by reads and writes of the staging file, and exclusively
+	// while blocks are filled or the staging file is cut. Lock order:
+	// syncMu, io, mu.
+	syncMu sync.Mutex
+	io     sync.RWMutex
+
 	mu          sync.Mutex
 	staging     *os.File // nil while the file is clean and nobody wrote
 	size        uint64
 	mtime       int64
-	metaDirty   bool // size or mtime not yet persisted
-	invalidated bool // directories above invalidated since the last snapshot
-	content     []tree.Chunk
-	offsets     []uint64 // offsets[i] = start of content[i]
-	cacheIdx    int
-	cacheData   []byte
+	metaDirty   bool         // size or mtime not yet persisted
+	invalidated bool         // directories above invalidated since the last snapshot
+	blocks      *blockMap    // block mode; nil when clean or staged whole
+	base        *chunkReader // the clean content (Content)
 }
 
 // File is an open handle. ReadAt and WriteAt are safe for concurrent use.
@@ -48,7 +52,9 @@ type File struct {
 func (f *File) Ino() uint64 { return f.of.ino }
 
 // OpenFile opens file ino for reading, and for writing if write is set;
-// trunc empties it first (without reading the old content).
+// trunc empties it first (without reading the old content). A file
+// opened for writing without trunc is staged in block mode: its content
+// is not read until a read or a partial write of a block needs it.
 func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 	for {
 		sh.mu.Lock()
@@ -62,10 +68,16 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 	defer sh.mu.Unlock()
 	of := sh.open[ino]
 	if of == nil {
-		var in *Inode
+		var (
+			in   *Inode
+			full bitset
+		)
 		if err := sh.view(func(b *bolt.Bucket) error {
 			var err error
 			in, err = getInode(b, ino)
+			if err == nil && in.Staged && in.BlockSize > 0 {
+				full = loadBlocks(b, ino)
+			}
 			return err
 		}); err != nil {
 			return nil, err
@@ -77,15 +89,24 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 		default:
 			return nil, fmt.Errorf("sharefs: open inode %d: not a regular file: %w", ino, ErrInvalid)
 		}
-		of = &openFile{ino: ino, size: in.Size, mtime: in.MTime, cacheIdx: -1}
+		of = &openFile{ino: ino, size: in.Size, mtime: in.MTime, base: newChunkReader(sh.store.cache, ino, in.Content)}
 		if in.Staged {
 			st, err := os.OpenFile(sh.stagingPath(ino), os.O_RDWR, 0)
 			if err != nil {
 				return nil, fmt.Errorf("sharefs: open staging file of inode %d: %w", ino, err)
 			}
+			// Bytes past the recorded size were never acknowledged;
+			// block mode relies on the staging file ending there.
+			if fi, err := st.Stat(); err == nil && uint64(fi.Size()) > in.Size {
+				if err := st.Truncate(int64(in.Size)); err != nil {
+					st.Close()
+					return nil, fmt.Errorf("sharefs: open staging file of inode %d: %w", ino, err)
+				}
+			}
 			of.staging = st
-		} else {
-			of.setContent(in.Content)
+			if in.BlockSize > 0 {
+				of.blocks = newBlockMap(uint64(in.BlockSize), min(in.CleanSize, in.Size), full)
+			}
 		}
 		sh.open[ino] = of
 	}
@@ -97,6 +118,9 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 			of.refs--
 			if of.refs == 0 {
 				delete(sh.open, ino)
+				if of.staging != nil {
+					of.staging.Close()
+				}
 			}
 			return nil, err
 		}
@@ -104,30 +128,45 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 	return f, nil
 }
 
-func (of *openFile) setContent(cs []tree.Chunk) {
-	of.content = cs
-	of.offsets = make([]uint64, len(cs))
-	var off uint64
-	for i, c := range cs {
-		of.offsets[i] = off
-		off += uint64(c.Size)
-	}
-	of.cacheIdx, of.cacheData = -1, nil
-}
-
-// stage makes sure the file has a staging file holding its current content
-// (called with sh.mu held).
+// stage makes sure the file has a staging file (called with sh.mu held):
+// empty with trunc, else in block mode over the clean content. Nothing of
+// the clean content is read.
 func (sh *Share) stage(of *openFile, trunc bool) error {
+	of.syncMu.Lock()
+	defer of.syncMu.Unlock()
+	of.io.Lock()
+	defer of.io.Unlock()
 	of.mu.Lock()
-	defer of.mu.Unlock()
-	if of.staging != nil {
-		if trunc && of.size != 0 {
-			if err := of.staging.Truncate(0); err != nil {
-				return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
-			}
-			of.size = 0
-			of.metaDirty = true
+	st, size, bm := of.staging, of.size, of.blocks
+	of.mu.Unlock()
+	now := sh.store.opt.Now().UnixNano()
+	if st != nil {
+		if !trunc || (size == 0 && bm == nil) {
+			return nil
 		}
+		// Emptied: staged whole from now on. The catalog first, so that
+		// a crash never pairs the old size with a cut staging file.
+		err := sh.update(func(b *bolt.Bucket) error {
+			in, err := getInode(b, of.ino)
+			if err != nil {
+				return err
+			}
+			in.Size, in.BlockSize, in.CleanSize = 0, 0, 0
+			in.MTime, in.CTime = now, now
+			if err := putInode(b, in); err != nil {
+				return err
+			}
+			return putBlocks(b, of.ino, nil)
+		})
+		if err != nil {
+			return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
+		}
+		if err := st.Truncate(0); err != nil {
+			return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
+		}
+		of.mu.Lock()
+		of.size, of.mtime, of.blocks = 0, now, nil
+		of.mu.Unlock()
 		return nil
 	}
 	if err := os.MkdirAll(sh.stagingDir(), 0o700); err != nil {
@@ -138,31 +177,17 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 	if err != nil {
 		return fmt.Errorf("sharefs: create staging file of inode %d: %w", of.ino, err)
 	}
-	size := of.size
-	if trunc {
-		size = 0
-	} else {
-		// Copy the clean content into the staging file.
-		var off int64
-		for _, c := range of.content {
-			data, err := sh.store.repo.LoadBlob(context.Background(), blob.Data, c.ID)
-			if err == nil {
-				_, err = st.WriteAt(data, off)
-			}
-			if err != nil {
-				st.Close()
-				os.Remove(p)
-				return fmt.Errorf("sharefs: stage inode %d: %w", of.ino, err)
-			}
-			off += int64(len(data))
-		}
-	}
 	if err := st.Sync(); err != nil {
 		st.Close()
 		os.Remove(p)
 		return fmt.Errorf("sharefs: stage inode %d: %w", of.ino, err)
 	}
 	objstore.SyncDir(sh.stagingDir())
+	block := !trunc && size > 0
+	if trunc {
+		size = 0
+	}
+	bs := uint64(sh.store.opt.BlockSize)
 	err = sh.update(func(b *bolt.Bucket) error {
 		in, err := getInode(b, of.ino)
 		if err != nil {
@@ -170,10 +195,17 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 		}
 		in.Staged = true
 		in.Size = size
+		in.BlockSize, in.CleanSize = 0, 0
+		if block {
+			in.BlockSize, in.CleanSize = uint32(bs), size
+		}
 		if trunc {
-			in.MTime = sh.store.opt.Now().UnixNano()
+			in.MTime = now
 		}
 		if err := putInode(b, in); err != nil {
+			return err
+		}
+		if err := putBlocks(b, of.ino, nil); err != nil {
 			return err
 		}
 		return invalidate(b, of.ino)
@@ -183,12 +215,17 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 		os.Remove(p)
 		return err
 	}
+	of.mu.Lock()
 	of.staging = st
 	of.size = size
 	of.invalidated = true
 	if trunc {
-		of.mtime = sh.store.opt.Now().UnixNano()
+		of.mtime = now
 	}
+	if block {
+		of.blocks = newBlockMap(bs, size, nil)
+	}
+	of.mu.Unlock()
 	return nil
 }
 
@@ -200,68 +237,132 @@ func (f *File) ReadAt(p []byte, off int64) (int, error) {
 	}
 	of.mu.Lock()
 	size := of.size
-	st := of.staging
 	of.mu.Unlock()
 	if uint64(off) >= size {
 		return 0, io.EOF
 	}
-	want := p
-	if rem := size - uint64(off); uint64(len(want)) > rem {
-		want = want[:rem]
-	}
-	if st != nil {
-		n, err := st.ReadAt(want, off)
-		if err == io.EOF && n < len(want) {
-			// A sparse tail past the staged bytes reads as zeros.
-			clear(want[n:])
-			n, err = len(want), nil
-		}
-		if err == nil && n < len(p) {
-			err = io.EOF
-		}
-		return n, err
-	}
-	n := 0
-	for n < len(want) {
-		m, err := f.readClean(want[n:], uint64(off)+uint64(n))
+	want := p[:min(uint64(len(p)), size-uint64(off))]
+	for done := 0; done < len(want); {
+		n, err := f.readSome(want[done:], uint64(off)+uint64(done))
+		done += n
 		if err != nil {
-			return n, err
+			return done, err
 		}
-		n += m
 	}
-	if n < len(p) {
-		return n, io.EOF
+	if len(want) < len(p) {
+		return len(want), io.EOF
 	}
-	return n, nil
+	return len(want), nil
 }
 
-// readClean reads from the chunk holding offset off, keeping the last
-// decoded chunk for the next sequential read.
-func (f *File) readClean(p []byte, off uint64) (int, error) {
+// readSome reads a prefix of p at off (up to a block boundary in block
+// mode) and returns its length.
+func (f *File) readSome(p []byte, off uint64) (int, error) {
 	of := f.of
-	of.mu.Lock()
-	i := sort.Search(len(of.offsets), func(i int) bool { return of.offsets[i] > off }) - 1
-	if i < 0 || i >= len(of.content) {
+	ctx := context.Background()
+	for {
+		of.io.RLock()
+		of.mu.Lock()
+		st, bm, size := of.staging, of.blocks, of.size
+		var full, fill, inSpans bool
+		var clean uint64
+		if bm != nil {
+			b := off / bm.bs
+			p = p[:min(uint64(len(p)), (b+1)*bm.bs-off)]
+			full = bm.full.has(b)
+			ss, partial := bm.partial[b]
+			inSpans = partial && covered(ss, off-b*bm.bs, off-b*bm.bs+uint64(len(p)))
+			fill = partial && !inSpans
+			clean = bm.clean
+		}
 		of.mu.Unlock()
-		return 0, fmt.Errorf("sharefs: inode %d: offset %d outside its chunks", of.ino, off)
-	}
-	c, start := of.content[i], of.offsets[i]
-	data := of.cacheData
-	if of.cacheIdx != i {
-		data = nil
-	}
-	of.mu.Unlock()
-	if data == nil {
 		var err error
-		data, err = f.sh.store.cache.LoadBlob(context.Background(), blob.Data, c.ID)
+		switch {
+		case fill:
+			of.io.RUnlock()
+			if err := f.sh.fillBlock(ctx, of, off/bm.bs); err != nil {
+				return 0, err
+			}
+			continue // the block's state changed: look again
+		case st == nil:
+			// Clean: the whole content is the base.
+			err = of.base.readAt(ctx, p, off, size)
+		case bm == nil, full, inSpans:
+			err = readStaging(st, p, off)
+		default:
+			err = of.base.readAt(ctx, p, off, clean)
+		}
+		of.io.RUnlock()
 		if err != nil {
 			return 0, fmt.Errorf("sharefs: read inode %d at %d: %w", of.ino, off, err)
 		}
-		of.mu.Lock()
-		of.cacheIdx, of.cacheData = i, data
-		of.mu.Unlock()
+		return len(p), nil
 	}
-	return copy(p, data[off-start:]), nil
+}
+
+// fillBlock fills partial block b from the base.
+func (sh *Share) fillBlock(ctx context.Context, of *openFile, b uint64) error {
+	of.io.Lock()
+	defer of.io.Unlock()
+	return sh.fillLocked(ctx, of, b)
+}
+
+// fillLocked writes the parts of partial block b that were not written
+// into staging, from the base (or zeros), making it full. It needs io
+// held exclusively.
+func (sh *Share) fillLocked(ctx context.Context, of *openFile, b uint64) error {
+	of.mu.Lock()
+	bm := of.blocks
+	var ss []span
+	var partial bool
+	if bm != nil {
+		ss, partial = bm.partial[b]
+	}
+	size := of.size
+	st := of.staging
+	of.mu.Unlock()
+	if !partial {
+		return nil
+	}
+	start := b * bm.bs
+	end := min(start+bm.bs, size)
+	var buf []byte
+	for _, g := range gaps(ss, end-min(start, end)) {
+		if buf == nil {
+			buf = make([]byte, bm.bs)
+		}
+		data := buf[:g.hi-g.lo]
+		if err := of.base.readAt(ctx, data, start+g.lo, bm.clean); err != nil {
+			return err
+		}
+		if _, err := st.WriteAt(data, int64(start+g.lo)); err != nil {
+			return fmt.Errorf("sharefs: fill block %d of inode %d: %w", b, of.ino, err)
+		}
+	}
+	of.mu.Lock()
+	delete(bm.partial, b)
+	bm.full.set(b)
+	of.mu.Unlock()
+	return nil
+}
+
+// fillAllLocked fills every partial block (io held exclusively).
+func (sh *Share) fillAllLocked(ctx context.Context, of *openFile) error {
+	of.mu.Lock()
+	var todo []uint64
+	if of.blocks != nil {
+		for b := range of.blocks.partial {
+			todo = append(todo, b)
+		}
+	}
+	of.mu.Unlock()
+	sort.Slice(todo, func(i, j int) bool { return todo[i] < todo[j] })
+	for _, b := range todo {
+		if err := sh.fillLocked(ctx, of, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // WriteAt writes to the file (handles opened for writing only).
@@ -276,16 +377,27 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if err := f.sh.invalidateOnce(of); err != nil {
 		return 0, err
 	}
+	of.io.RLock()
 	n, err := of.staging.WriteAt(p, off)
+	var fill []uint64
 	of.mu.Lock()
 	if end := uint64(off) + uint64(n); end > of.size {
 		of.size = end
 	}
+	if of.blocks != nil && n > 0 {
+		fill = of.blocks.wrote(uint64(off), uint64(off)+uint64(n), of.size)
+	}
 	of.mtime = f.sh.store.opt.Now().UnixNano()
 	of.metaDirty = true
 	of.mu.Unlock()
+	of.io.RUnlock()
 	if err != nil {
 		return n, fmt.Errorf("sharefs: write inode %d: %w", of.ino, err)
+	}
+	for _, b := range fill {
+		if err := f.sh.fillBlock(context.Background(), of, b); err != nil {
+			return n, err
+		}
 	}
 	return n, nil
 }
@@ -309,7 +421,44 @@ func (sh *Share) invalidateOnce(of *openFile) error {
 	return nil
 }
 
-// Truncate sets the file's size.
+// fileRecord is what the catalog records of a staged file.
+type fileRecord struct {
+	size   uint64
+	mtime  int64
+	blocks *blockMap // block mode: clean and the full blocks
+	clean  uint64
+	full   bitset
+}
+
+func (of *openFile) recordLocked() fileRecord {
+	r := fileRecord{size: of.size, mtime: of.mtime, blocks: of.blocks}
+	if of.blocks != nil {
+		r.clean, r.full = of.blocks.clean, of.blocks.full.clone()
+	}
+	return r
+}
+
+// record writes rec to the catalog.
+func (sh *Share) record(ino uint64, rec fileRecord) error {
+	return sh.update(func(b *bolt.Bucket) error {
+		in, err := getInode(b, ino)
+		if err != nil {
+			return err
+		}
+		in.Size, in.MTime = rec.size, rec.mtime
+		in.CTime = sh.store.opt.Now().UnixNano()
+		if rec.blocks != nil {
+			in.CleanSize = rec.clean
+			if err := putBlocks(b, ino, rec.full); err != nil {
+				return err
+			}
+		}
+		return putInode(b, in)
+	})
+}
+
+// Truncate sets the file's size. A file made shorter is recorded in the
+// catalog before its staging file is cut.
 func (f *File) Truncate(size int64) error {
 	if !f.write {
 		return fmt.Errorf("sharefs: truncate inode %d: %w", f.of.ino, fs.ErrPermission)
@@ -321,26 +470,58 @@ func (f *File) Truncate(size int64) error {
 	if err := f.sh.invalidateOnce(of); err != nil {
 		return err
 	}
-	if err := of.staging.Truncate(size); err != nil {
+	of.syncMu.Lock()
+	defer of.syncMu.Unlock()
+	of.io.Lock()
+	defer of.io.Unlock()
+	now := f.sh.store.opt.Now().UnixNano()
+	of.mu.Lock()
+	shrink := uint64(size) < of.size
+	of.size = uint64(size)
+	of.mtime = now
+	of.metaDirty = true
+	var rec fileRecord
+	if shrink {
+		rec = fileRecord{size: of.size, mtime: now, blocks: of.blocks}
+		if bm := of.blocks; bm != nil {
+			bm.truncate(uint64(size))
+			// Only blocks already recorded may be recorded now: the
+			// others are not synced.
+			rec.clean, rec.full = bm.clean, bm.durable.clone()
+		}
+	}
+	st := of.staging
+	of.mu.Unlock()
+	if !shrink {
+		return nil
+	}
+	if err := f.sh.record(of.ino, rec); err != nil {
 		return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
 	}
-	of.mu.Lock()
-	of.size = uint64(size)
-	of.mtime = f.sh.store.opt.Now().UnixNano()
-	of.metaDirty = true
-	of.mu.Unlock()
+	if err := st.Truncate(size); err != nil {
+		return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
+	}
 	return nil
 }
 
-// Sync makes everything written through any handle durable: the staging
-// file is fsynced and the size and times committed to the catalog.
+// Sync makes everything written through any handle durable: partly
+// written blocks are filled, the staging file is fsynced, and then the
+// size, times and full blocks are recorded in the catalog.
 func (f *File) Sync() error {
 	of := f.of
+	of.syncMu.Lock()
+	defer of.syncMu.Unlock()
+	of.io.Lock()
+	err := f.sh.fillAllLocked(context.Background(), of)
 	of.mu.Lock()
 	st := of.staging
-	dirty := of.metaDirty
-	size, mtime := of.size, of.mtime
+	dirty := of.metaDirty || (of.blocks != nil && !of.blocks.full.equal(of.blocks.durable))
+	rec := of.recordLocked()
 	of.mu.Unlock()
+	of.io.Unlock()
+	if err != nil {
+		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
+	}
 	if st == nil {
 		return nil
 	}
@@ -350,24 +531,43 @@ func (f *File) Sync() error {
 	if !dirty {
 		return nil
 	}
-	err := f.sh.update(func(b *bolt.Bucket) error {
-		in, err := getInode(b, of.ino)
-		if err != nil {
-			return err
-		}
-		in.Size, in.MTime = size, mtime
-		in.CTime = f.sh.store.opt.Now().UnixNano()
-		return putInode(b, in)
-	})
-	if err != nil {
+	if err := f.sh.record(of.ino, rec); err != nil {
 		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
 	}
 	of.mu.Lock()
-	if of.size == size && of.mtime == mtime {
+	if of.size == rec.size && of.mtime == rec.mtime {
 		of.metaDirty = false
+	}
+	if of.blocks != nil && of.blocks == rec.blocks {
+		of.blocks.durable = rec.full
 	}
 	of.mu.Unlock()
 	return nil
+}
+
+// capture stores the current content of a file open for writing, for a
+// snapshot. The file stays staged.
+func (sh *Share) capture(ctx context.Context, of *openFile) ([]tree.Chunk, error) {
+	of.syncMu.Lock() // no truncation while captured
+	defer of.syncMu.Unlock()
+	of.io.Lock()
+	err := sh.fillAllLocked(ctx, of)
+	of.mu.Lock()
+	v := &stagedView{ctx: ctx, ino: of.ino, st: of.staging, size: of.size}
+	if bm := of.blocks; bm != nil {
+		v.bs, v.full, v.clean, v.base = bm.bs, bm.full.clone(), bm.clean, of.base
+	}
+	of.mu.Unlock()
+	of.io.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if v.st == nil {
+		return of.base.content, nil
+	}
+	of.io.RLock()
+	defer of.io.RUnlock()
+	return sh.storeView(ctx, v)
 }
 
 // Close closes the handle. Closing a handle opened for writing syncs it:
@@ -413,7 +613,7 @@ func (f *File) Close() error {
 		}
 		if in.Nlink == 0 {
 			gone = true
-			return b.Bucket(bInodes).Delete(inoKey(of.ino))
+			return deleteInode(b, of.ino)
 		}
 		return nil
 	}); e != nil && err == nil {
@@ -461,8 +661,8 @@ func (sh *Share) CommitAll(ctx context.Context, force bool) error {
 // transaction replacing their content, then the staging files removed. A
 // crash at any point leaves them staged (and they are committed again).
 func (sh *Share) commit(ctx context.Context, inos []uint64) error {
-	sh.store.repoMu.RLock()
-	defer sh.store.repoMu.RUnlock()
+	sh.store.repoMu.Lock()
+	defer sh.store.repoMu.Unlock()
 	sh.mu.Lock()
 	var claimed []uint64
 	done := make(chan struct{})
@@ -488,6 +688,7 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 	}()
 	results := map[uint64][]tree.Chunk{}
 	if err := sh.commitClaimed(ctx, claimed, results); err != nil {
+		sh.store.settle(ctx)
 		// Still staged: try again after the commit delay.
 		sh.mu.Lock()
 		for _, ino := range claimed {
@@ -506,10 +707,16 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 // results with the files made clean.
 func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results map[uint64][]tree.Chunk) error {
 	for _, ino := range claimed {
-		var in *Inode
+		var (
+			in   *Inode
+			full bitset
+		)
 		err := sh.view(func(b *bolt.Bucket) error {
 			var err error
 			in, err = getInode(b, ino)
+			if err == nil {
+				full = loadBlocks(b, ino)
+			}
 			return err
 		})
 		if errors.Is(err, ErrNotExist) {
@@ -522,9 +729,9 @@ func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results ma
 		if !in.Staged {
 			continue
 		}
-		chunks, err := sh.chunkStaging(ctx, ino, in.Size)
+		chunks, err := sh.captureStaged(ctx, in, full)
 		if err != nil {
-			return err
+			return err // it names the inode
 		}
 		results[ino] = chunks
 	}
@@ -545,7 +752,11 @@ func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results ma
 			}
 			cur.Content = chunks
 			cur.Staged = false
+			cur.BlockSize, cur.CleanSize = 0, 0
 			if err := putInode(b, cur); err != nil {
+				return err
+			}
+			if err := putBlocks(b, ino, nil); err != nil {
 				return err
 			}
 		}
@@ -555,50 +766,6 @@ func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results ma
 		return fmt.Errorf("sharefs: commit %d files: %w", len(results), err)
 	}
 	return nil
-}
-
-// chunkStaging stores the first size bytes of ino's staging file as
-// content chunks and returns them.
-func (sh *Share) chunkStaging(ctx context.Context, ino uint64, size uint64) ([]tree.Chunk, error) {
-	st, err := os.Open(sh.stagingPath(ino))
-	if err != nil {
-		return nil, fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
-	}
-	defer st.Close()
-	r := sh.store.repo
-	ch := chunker.New(io.LimitReader(st, int64(size)), r.Key().Chunker, r.ChunkerParams())
-	var chunks []tree.Chunk
-	var got uint64
-	for {
-		data, err := ch.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
-		}
-		id, _, err := r.SaveBlob(ctx, blob.Data, data)
-		if err != nil {
-			return nil, fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
-		}
-		chunks = append(chunks, tree.Chunk{ID: id, Size: uint32(len(data))})
-		got += uint64(len(data))
-	}
-	if got < size {
-		// The staging file is shorter than the recorded size (a sparse
-		// tail, or extended by truncate): the rest reads as zeros.
-		zero := make([]byte, min(size-got, 4<<20))
-		for got < size {
-			n := min(uint64(len(zero)), size-got)
-			id, _, err := r.SaveBlob(ctx, blob.Data, zero[:n])
-			if err != nil {
-				return nil, fmt.Errorf("sharefs: commit inode %d: %w", ino, err)
-			}
-			chunks = append(chunks, tree.Chunk{ID: id, Size: uint32(n)})
-			got += n
-		}
-	}
-	return chunks, nil
 }
 
 // recover finds files left staged (by a crash or an unfinished commit) and

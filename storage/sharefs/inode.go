@@ -29,9 +29,18 @@ type Inode struct {
 
 	// Content is the clean content: the chunks stored in the repository.
 	Content []tree.Chunk `json:"content,omitempty"`
-	// Staged: the file's current content is its staging file (the first
-	// Size bytes of it); Content is stale until the file is committed.
+	// Staged: the file's current content is in its staging file;
+	// Content is stale until the file is committed.
 	Staged bool `json:"staged,omitempty"`
+	// BlockSize is set while the file is staged in block mode: the
+	// staging file holds only the blocks of this size listed in the
+	// share's blocks bucket; every other byte below CleanSize comes from
+	// Content, and the rest reads as zeros. Zero while staged whole: the
+	// staging file's first Size bytes are the content.
+	BlockSize uint32 `json:"block_size,omitempty"`
+	// CleanSize is, in block mode, how many leading bytes of Content are
+	// still the file's (a truncation cuts it).
+	CleanSize uint64 `json:"clean_size,omitempty"`
 
 	// Parents are the directories holding a link to this inode (a
 	// directory has one; a hard-linked file several).

@@ -25,16 +25,32 @@ import (
 )
 
 type fixture struct {
-	t     *testing.T
-	tr    *testrepo.Repo
-	store *Store
-	sh    *Share
-	dir   string
+	t       *testing.T
+	tr      *testrepo.Repo
+	store   *Store
+	sh      *Share
+	dir     string
+	staging string
+	opt     Options
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureOpt(t, Options{}) }
+
+// newFixtureOpt is newFixture with store options (CommitDelay defaults to
+// an hour: tests commit explicitly).
+func newFixtureOpt(t *testing.T, opt Options) *fixture { return newFixtureStaging(t, opt, "") }
+
+// newFixtureStaging is newFixtureOpt with the staging folder at staging
+// ("": in the fixture's folder).
+func newFixtureStaging(t *testing.T, opt Options, staging string) *fixture {
 	tr := testrepo.New(t, repo.Options{PackSize: 256 << 10})
-	f := &fixture{t: t, tr: tr, dir: t.TempDir()}
+	if opt.CommitDelay == 0 {
+		opt.CommitDelay = time.Hour
+	}
+	f := &fixture{t: t, tr: tr, dir: t.TempDir(), staging: staging, opt: opt}
+	if f.staging == "" {
+		f.staging = filepath.Join(f.dir, "staging")
+	}
 	f.open()
 	sh, err := f.store.CreateShare("docs")
 	if err != nil {
@@ -45,7 +61,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) open() {
-	st, err := Open(context.Background(), f.tr.Repository, f.tr.Cat, filepath.Join(f.dir, "staging"), Options{CommitDelay: time.Hour})
+	st, err := Open(context.Background(), f.tr.Repository, f.tr.Cat, f.staging, f.opt)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -179,14 +195,34 @@ func TestModel(t *testing.T) {
 			seeds = append(seeds, uint64(1000+i))
 		}
 	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { runModel(t, seed, 300) })
+	configs := []struct {
+		name string
+		opt  Options
+		// checkEvery: compare the whole tree after every step (reading
+		// every file fills the partly written blocks of open files), or
+		// after one step in three and after commits, snapshots, closes
+		// and restarts, so that partial blocks live on between steps.
+		checkEvery bool
+	}{
+		{"default", Options{}, true},
+		// Small blocks and threshold: files of a few hundred KiB are
+		// committed block by block.
+		{"blocks", Options{BlockSize: 16 << 10, BlockThreshold: 64 << 10}, false},
+		{"tiny-blocks", Options{BlockSize: 4 << 10, BlockThreshold: 1}, false},
+	}
+	for _, c := range configs {
+		for i, seed := range seeds {
+			if c.name != "default" && i > 0 && testing.Short() {
+				break
+			}
+			t.Run(fmt.Sprintf("%s/%d", c.name, seed), func(t *testing.T) { runModel(t, c.opt, c.checkEvery, seed, 300) })
+		}
 	}
 }
 
-func runModel(t *testing.T, seed uint64, steps int) {
+func runModel(t *testing.T, opt Options, checkEvery bool, seed uint64, steps int) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newFixtureOpt(t, opt)
 	model := filepath.Join(t.TempDir(), "model")
 	os.Mkdir(model, 0o755)
 	rng := rand.New(rand.NewPCG(seed, 99))
@@ -229,7 +265,8 @@ func runModel(t *testing.T, seed uint64, steps int) {
 		}
 		mp := filepath.Join(model, p)
 		parent, name := f.resolveParent(p)
-		op := rng.IntN(15)
+		op := rng.IntN(19)
+		check := checkEvery || rng.IntN(3) == 0
 		before := dumpDir(t, model)
 		var desc string
 		var shErr, modErr error
@@ -267,7 +304,10 @@ func runModel(t *testing.T, seed uint64, steps int) {
 				continue
 			}
 			off := rng.Int64N(int64(in.Size) + 10)
-			data := bytes.Repeat([]byte{byte(step)}, 1+rng.IntN(70000))
+			if rng.IntN(4) == 0 {
+				off = rng.Int64N(int64(in.Size) + 100<<10) // past the end: a hole
+			}
+			data := randBytes(rng, 1+rng.IntN(70000))
 			desc = fmt.Sprintf("pwrite %s at %d (%d bytes)", p, off, len(data))
 			mf, _ := os.OpenFile(mp, os.O_WRONLY, 0)
 			mf.WriteAt(data, off)
@@ -341,8 +381,120 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			desc = fmt.Sprintf("truncate %s %d", p, size)
 			os.Truncate(mp, int64(size))
 			_, shErr = f.sh.SetAttr(in.Ino, SetAttr{Size: &size})
+		case 15: // read a random range through a new handle
+			in, err := f.sh.Resolve(p)
+			mdata, serr := os.ReadFile(mp)
+			if err != nil || serr != nil || in.Type != 1 {
+				continue
+			}
+			off := rng.Int64N(int64(in.Size) + 10)
+			n := rng.IntN(40000)
+			desc = fmt.Sprintf("read %s at %d (%d bytes)", p, off, n)
+			fh, err := f.sh.OpenFile(in.Ino, false, false)
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			got := make([]byte, n)
+			m, err := fh.ReadAt(got, off)
+			fh.Close()
+			want := []byte{}
+			if off < int64(len(mdata)) {
+				want = mdata[off:min(int64(len(mdata)), off+int64(n))]
+			}
+			if m != len(want) || !bytes.Equal(got[:m], want) || (m < n && err != io.EOF) || (m == n && err != nil) {
+				t.Fatalf("step %d %s: read %d bytes (%v), want %d", step, desc, m, err, len(want))
+			}
+		case 16: // truncate through a write handle, kept or closed
+			in, err := f.sh.Resolve(p)
+			fi, serr := os.Lstat(mp)
+			if err != nil || serr != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			size := rng.Int64N(int64(in.Size) + 50000)
+			desc = fmt.Sprintf("ftruncate %s %d", p, size)
+			os.Truncate(mp, size)
+			fh, err := f.sh.OpenFile(in.Ino, true, false)
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			if rng.IntN(2) == 0 {
+				// A write across the new end first: its block is
+				// partly written when it is cut.
+				off := max(0, size-int64(rng.IntN(3000)))
+				data := randBytes(rng, 1+rng.IntN(6000))
+				desc = fmt.Sprintf("pwrite %s at %d (%d bytes) and ftruncate %d", p, off, len(data), size)
+				mf, _ := os.OpenFile(mp, os.O_WRONLY, 0)
+				mf.WriteAt(data, off)
+				mf.Truncate(size)
+				mf.Close()
+				if _, err := fh.WriteAt(data, off); err != nil {
+					t.Fatalf("step %d %s: %v", step, desc, err)
+				}
+			}
+			if err := fh.Truncate(size); err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			if rng.IntN(2) == 0 {
+				handles = append(handles, handle{fh, p})
+			} else if err := fh.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 17: // many small scattered writes (fragmented blocks)
+			in, err := f.sh.Resolve(p)
+			fi, serr := os.Lstat(mp)
+			if err != nil || serr != nil || !fi.Mode().IsRegular() || in.Size == 0 {
+				continue
+			}
+			base := rng.Int64N(int64(in.Size))
+			count := 1 + rng.IntN(150)
+			desc = fmt.Sprintf("scatter %s at %d (%d writes)", p, base, count)
+			mf, _ := os.OpenFile(mp, os.O_WRONLY, 0)
+			fh, err := f.sh.OpenFile(in.Ino, true, false)
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			for i := 0; i < count; i++ {
+				off := base + rng.Int64N(20000)
+				data := randBytes(rng, 1+rng.IntN(40))
+				mf.WriteAt(data, off)
+				if _, err := fh.WriteAt(data, off); err != nil {
+					t.Fatalf("step %d %s: %v", step, desc, err)
+				}
+			}
+			mf.Close()
+			if rng.IntN(2) == 0 {
+				handles = append(handles, handle{fh, p})
+			} else if err := fh.Close(); err != nil {
+				t.Fatal(err)
+			}
+		case 18: // overwrite all of a file in place, in pieces, without truncating
+			in, err := f.sh.Resolve(p)
+			fi, serr := os.Lstat(mp)
+			if err != nil || serr != nil || !fi.Mode().IsRegular() {
+				continue
+			}
+			data := randBytes(rng, int(in.Size))
+			desc = fmt.Sprintf("rewrite %s (%d bytes)", p, len(data))
+			mf, _ := os.OpenFile(mp, os.O_WRONLY, 0)
+			mf.WriteAt(data, 0)
+			mf.Close()
+			fh, err := f.sh.OpenFile(in.Ino, true, false)
+			if err != nil {
+				t.Fatalf("step %d %s: %v", step, desc, err)
+			}
+			for off := 0; off < len(data); {
+				n := min(len(data)-off, 1+rng.IntN(9000))
+				if _, err := fh.WriteAt(data[off:off+n], int64(off)); err != nil {
+					t.Fatalf("step %d %s: %v", step, desc, err)
+				}
+				off += n
+			}
+			if err := fh.Close(); err != nil {
+				t.Fatal(err)
+			}
 		case 9:
 			desc = "close handles"
+			check = true
 			for _, h := range handles {
 				if err := h.fh.Close(); err != nil {
 					t.Fatal(err)
@@ -351,11 +503,13 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			handles = nil
 		case 10:
 			desc = "commit"
+			check = true
 			if err := f.sh.CommitAll(ctx, true); err != nil {
 				t.Fatal(err)
 			}
 		case 11, 12:
 			desc = "snapshot"
+			check = true
 			sn, err := f.sh.Snapshot(ctx, time.Now(), nil)
 			if err != nil {
 				t.Fatalf("step %d snapshot: %v", step, err)
@@ -378,6 +532,7 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			}
 		case 13:
 			desc = "restart"
+			check = true
 			for _, h := range handles {
 				h.fh.Close()
 			}
@@ -389,9 +544,15 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			t.Logf("before: %s", diffMaps(before, nil))
 			t.Fatalf("step %d %s: share error %v, model error %v", step, desc, shErr, modErr)
 		}
+		if !check {
+			continue
+		}
 		if d := diffMaps(dumpShare(t, f.sh), dumpDir(t, model)); d != "" {
 			t.Fatalf("step %d %s: share differs from the model:\n%s", step, desc, d)
 		}
+	}
+	if d := diffMaps(dumpShare(t, f.sh), dumpDir(t, model)); d != "" {
+		t.Fatalf("at the end: share differs from the model:\n%s", d)
 	}
 	for _, h := range handles {
 		h.fh.Close()
@@ -408,6 +569,14 @@ func runModel(t *testing.T, seed uint64, steps int) {
 		}
 	}
 	_ = catalog.Version
+}
+
+func randBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
 }
 
 // syscallRemove removes a file or an empty directory like the share does.

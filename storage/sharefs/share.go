@@ -418,7 +418,7 @@ func (sh *Share) unlinkLocked(b *bolt.Bucket, parent uint64, name string, in *In
 		return false, err
 	}
 	if in.Type == tree.Dir {
-		return true, b.Bucket(bInodes).Delete(inoKey(in.Ino))
+		return true, deleteInode(b, in.Ino)
 	}
 	in.Nlink--
 	in.CTime = now
@@ -430,7 +430,7 @@ func (sh *Share) unlinkLocked(b *bolt.Bucket, parent uint64, name string, in *In
 			// Open handles keep it until closed (POSIX unlink semantics).
 			return false, putInode(b, in)
 		}
-		return true, b.Bucket(bInodes).Delete(inoKey(in.Ino))
+		return true, deleteInode(b, in.Ino)
 	}
 	return false, putInode(b, in)
 }

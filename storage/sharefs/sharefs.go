@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/arkbox/arkbox/storage/catalog"
+	"github.com/arkbox/arkbox/storage/chunker"
 	"github.com/arkbox/arkbox/storage/repo"
 	"github.com/arkbox/arkbox/storage/tree"
 	bolt "go.etcd.io/bbolt"
@@ -58,6 +59,13 @@ type Options struct {
 	// Capacity reports the storage's total and free bytes (the pool's);
 	// nil: the staging folder's file system.
 	Capacity func() (total, free uint64, err error)
+	// BlockSize is the block size of files written in place (default
+	// chunker.ImageBlockSize, 4 MiB).
+	BlockSize int
+	// BlockThreshold is the size from which a file written in place is
+	// committed block by block, keeping the chunks of untouched blocks
+	// (default 64 MiB); smaller files are chunked whole again.
+	BlockThreshold int64
 }
 
 // StatFS reports total and free bytes for protocols' statfs/statvfs.
@@ -81,9 +89,10 @@ type Store struct {
 	log     *slog.Logger
 	opt     Options
 
-	// repoMu is held shared while commits and snapshots write to the
-	// repository, and exclusively by Exclusive (prune).
-	repoMu sync.RWMutex
+	// repoMu is held while a commit, a snapshot or Exclusive (prune)
+	// writes to the repository: one at a time, so that a failed upload
+	// is reported to the writer whose blobs it lost (see repo.Flush).
+	repoMu sync.Mutex
 
 	mu     sync.Mutex
 	shares map[string]*Share
@@ -105,13 +114,38 @@ func Open(ctx context.Context, r *repo.Repository, cat *catalog.Catalog, staging
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
+	if opt.BlockSize <= 0 {
+		opt.BlockSize = chunker.ImageBlockSize
+	}
+	if opt.BlockSize > repo.MaxBlobSize {
+		return nil, fmt.Errorf("sharefs: block size %d exceeds the largest blob (%d)", opt.BlockSize, repo.MaxBlobSize)
+	}
+	if opt.BlockThreshold <= 0 {
+		opt.BlockThreshold = 64 << 20
+	}
 	if err := os.MkdirAll(stagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sharefs: staging folder %s: %w", stagingDir, err)
 	}
 	s := &Store{repo: r, cache: r.NewPackCache(4), db: cat.DB(), staging: stagingDir, log: opt.Logger, opt: opt, shares: map[string]*Share{}, stop: make(chan struct{})}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bRoot)
-		return err
+		root, err := tx.CreateBucketIfNotExists(bRoot)
+		if err != nil {
+			return err
+		}
+		// Shares made before block mode have no blocks bucket.
+		var names [][]byte
+		if err := root.ForEachBucket(func(k []byte) error {
+			names = append(names, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, n := range names {
+			if _, err := root.Bucket(n).CreateBucketIfNotExists(bBlocks); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sharefs: open: %w", err)
@@ -173,7 +207,7 @@ func (s *Store) CreateShare(name string) (*Share, error) {
 		if err != nil {
 			return err
 		}
-		for _, n := range [][]byte{bInodes, bDirents, bMeta} {
+		for _, n := range [][]byte{bInodes, bDirents, bMeta, bBlocks} {
 			if _, err := b.CreateBucket(n); err != nil {
 				return err
 			}
@@ -245,6 +279,15 @@ func (s *Store) Exclusive(fn func() error) error {
 	return fn()
 }
 
+// settle ends a failed write to the repository (with repoMu held): a
+// Flush stores or forgets what the failed writer saved, and clears the
+// repository's error (repo.Flush), so the next writer starts clean.
+func (s *Store) settle(ctx context.Context) {
+	if err := s.repo.Flush(ctx); err != nil {
+		s.log.Debug("sharefs: flush after a failed write", "err", err)
+	}
+}
+
 // Close commits every staged file that is not open and stops the
 // background committer. Open handles should be closed first.
 func (s *Store) Close(ctx context.Context) error {
@@ -303,6 +346,7 @@ var (
 	bInodes  = []byte("inodes")
 	bDirents = []byte("dirents")
 	bMeta    = []byte("meta")
+	bBlocks  = []byte("blocks")
 	kNextIno = []byte("next-ino")
 )
 

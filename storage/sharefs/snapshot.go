@@ -26,29 +26,43 @@ func (sh *Share) Snapshot(ctx context.Context, at time.Time, tags []string) (*re
 	if err := sh.CommitAll(ctx, true); err != nil {
 		return nil, err
 	}
-	sh.store.repoMu.RLock()
-	defer sh.store.repoMu.RUnlock()
-	// Files open for writing: capture their current content.
+	sh.store.repoMu.Lock()
+	defer sh.store.repoMu.Unlock()
+	sn, err := sh.snapshotLocked(ctx, at, tags, start)
+	if err != nil {
+		sh.store.settle(ctx)
+		return nil, err
+	}
+	return sn, nil
+}
+
+func (sh *Share) snapshotLocked(ctx context.Context, at time.Time, tags []string, start time.Time) (*repo.Snapshot, error) {
+	// Files open and staged: capture their current content, each held
+	// open by a handle of our own meanwhile (so that its last handle
+	// closing does not close its staging file under the capture).
 	sh.mu.Lock()
-	var open []*openFile
+	var open []*File
 	for _, of := range sh.open {
 		of.mu.Lock()
 		if of.staging != nil {
-			open = append(open, of)
+			of.refs++
+			open = append(open, &File{sh: sh, of: of})
 		}
 		of.mu.Unlock()
 	}
 	sh.mu.Unlock()
-	overrides := map[uint64][]tree.Chunk{}
-	for _, of := range open {
-		of.mu.Lock()
-		size := of.size
-		of.mu.Unlock()
-		cs, err := sh.chunkStaging(ctx, of.ino, size)
-		if err != nil {
-			return nil, fmt.Errorf("sharefs: snapshot %s: capture open file %d: %w", sh.name, of.ino, err)
+	defer func() {
+		for _, f := range open {
+			f.Close()
 		}
-		overrides[of.ino] = cs
+	}()
+	overrides := map[uint64][]tree.Chunk{}
+	for _, f := range open {
+		cs, err := sh.capture(ctx, f.of)
+		if err != nil {
+			return nil, fmt.Errorf("sharefs: snapshot %s: capture open file %d: %w", sh.name, f.of.ino, err)
+		}
+		overrides[f.of.ino] = cs
 	}
 
 	sh.meta.Lock()
@@ -111,6 +125,7 @@ func (b *treeBuilder) dir(ino uint64) (blob.ID, bool, error) {
 	var (
 		dirIn *Inode
 		ents  []DirEntry
+		full  = map[uint64]bitset{} // block records of staged files
 	)
 	err := b.sh.view(func(bk *bolt.Bucket) error {
 		var err error
@@ -124,6 +139,9 @@ func (b *treeBuilder) dir(ino uint64) (blob.ID, bool, error) {
 			in, err := getInode(bk, binary.BigEndian.Uint64(v))
 			if err != nil {
 				return err
+			}
+			if in.Staged && in.BlockSize > 0 {
+				full[in.Ino] = loadBlocks(bk, in.Ino)
 			}
 			ents = append(ents, DirEntry{Name: string(k[8:]), Inode: in})
 		}
@@ -156,7 +174,7 @@ func (b *treeBuilder) dir(ino uint64) (blob.ID, bool, error) {
 			} else if e.Inode.Staged {
 				// Staged after the commit pass (opened, written and
 				// closed meanwhile): capture it now.
-				cs, err := b.sh.chunkStaging(b.ctx, e.Inode.Ino, e.Inode.Size)
+				cs, err := b.sh.captureStaged(b.ctx, e.Inode, full[e.Inode.Ino])
 				if err != nil {
 					return blob.ID{}, false, err
 				}
