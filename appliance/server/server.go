@@ -50,6 +50,26 @@ type Options struct {
 	Clock  schedule.Clock
 	// Ready, if set, receives the SFTP address once the server accepts.
 	Ready func(sftpAddr string)
+	// InitConfig, if set, is the configuration a first start begins from
+	// instead of the defaults (config.InitFrom).
+	InitConfig []byte
+	// Disks, if set, makes the pool's disks available before the pool is
+	// created or opened (the appliance mounts whole disks); nil: the
+	// pool's disk folders are plain folders, created as needed.
+	Disks Disks
+	// RetryDelay is how long to wait before trying again to open a pool
+	// whose disks are managed by Disks; default 30 s.
+	RetryDelay time.Duration
+}
+
+// Disks prepares the disks of the pool (package pooldisks on the
+// appliance). Both methods may wait for disks to be attached; they return
+// ctx.Err() when ctx ends first.
+type Disks interface {
+	// NewPool returns the folders a new pool is created on.
+	NewPool(ctx context.Context) ([]string, error)
+	// OpenPool makes the folders of an existing pool available.
+	OpenPool(ctx context.Context, dirs []string) error
 }
 
 // Run serves until ctx ends (SIGTERM), then shuts down: stops accepting,
@@ -79,16 +99,23 @@ func Run(ctx context.Context, opt Options) error {
 			return fmt.Errorf("serve: create data folder %s: %w", dataDir, err)
 		}
 		var pw string
-		cfg, pw, err = config.Init(cfgPath, opt.Hash)
+		if opt.InitConfig != nil {
+			cfg, pw, err = config.InitFrom(cfgPath, opt.InitConfig, opt.Hash)
+		} else {
+			cfg, pw, err = config.Init(cfgPath, opt.Hash)
+		}
 		if err != nil {
 			return fmt.Errorf("serve: first start: %w", err)
 		}
 		fmt.Fprintf(opt.Out, "first start: wrote %s\n", cfgPath)
-		fmt.Fprintf(opt.Out, "administrator login: user admin, password %s\n", pw)
-		fmt.Fprintln(opt.Out, "(shown once: note it now; change it with `arkbox user passwd admin`)")
+		if pw != "" {
+			fmt.Fprintf(opt.Out, "administrator login: user admin, password %s\n", pw)
+			fmt.Fprintln(opt.Out, "(shown once: note it now; change it with `arkbox user passwd admin`)")
+		}
 	} else if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	fileCfg := cfg // as in the file, without the command line's overrides
 	if opt.SFTPAddr != "" {
 		cfg.Services.SFTP.Addr = opt.SFTPAddr
 		cfg.Services.SFTP.Enabled = true
@@ -118,14 +145,33 @@ func Run(ctx context.Context, opt Options) error {
 	var h *home.Home
 	var r *repo.Repository
 	if newRepo {
-		h, err = home.Create(ctx, repoDir, cfg.DiskDirs(), home.Options{Logger: log, Parity: cfg.Pool.Parity})
+		dirs := cfg.DiskDirs()
+		if opt.Disks != nil {
+			log.Info("no pool yet: preparing its disks")
+			dirs, err = opt.Disks.NewPool(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while waiting for disks
+				}
+				return fmt.Errorf("serve: disks for a new pool: %w", err)
+			}
+			fileCfg.Pool.Disks = dirs
+			if err := config.Save(cfgPath, fileCfg); err != nil {
+				return fmt.Errorf("serve: record the pool's disks: %w", err)
+			}
+		}
+		h, err = home.Create(ctx, repoDir, dirs, home.Options{Logger: log, Parity: cfg.Pool.Parity})
 		if err != nil {
 			return fmt.Errorf("serve: create the pool: %w", err)
 		}
+		log.Info("pool created", "disks", dirs)
 		r, err = repo.Init(ctx, h.Store, h.Catalog, pass, repo.Options{Logger: log, KDF: opt.KDF, KeyLabel: "appliance"})
 	} else {
-		h, err = home.Open(ctx, repoDir, home.Options{Logger: log})
+		h, err = openHome(ctx, opt, repoDir, log)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for disks
+			}
 			return fmt.Errorf("serve: %w", err)
 		}
 		r, err = repo.Open(ctx, h.Store, h.Catalog, pass, repo.Options{Logger: log})
@@ -165,6 +211,7 @@ func Run(ctx context.Context, opt Options) error {
 
 	// SFTP.
 	var sftpSrv *sftp.Server
+	sftpAddr := "off"
 	if cfg.Services.SFTP.Enabled {
 		acc := cfg.Accounts()
 		auth, err := users.NewAuthenticator(acc, users.AuthOptions{Limiter: users.NewLimiter(users.LimiterOptions{}), Logger: log})
@@ -180,6 +227,7 @@ func Run(ctx context.Context, opt Options) error {
 		if err != nil {
 			return fmt.Errorf("serve: sftp: listen on %s: %w", cfg.Services.SFTP.Addr, err)
 		}
+		sftpAddr = l.Addr().String()
 		fmt.Fprintf(opt.Out, "SFTP on %s (sftp -P %s admin@%s)\n", l.Addr(), portOf(l.Addr()), hostOf(l.Addr()))
 		if opt.Ready != nil {
 			opt.Ready(l.Addr().String())
@@ -205,6 +253,7 @@ func Run(ctx context.Context, opt Options) error {
 		}
 	}()
 	fmt.Fprintf(opt.Out, "arkbox serving %s (shares: %s)\n", dataDir, strings.Join(cfg.ShareNames(), ", "))
+	log.Info("serving", "data", dataDir, "shares", cfg.ShareNames(), "sftp", sftpAddr)
 
 	var runErr error
 	select {
@@ -223,6 +272,41 @@ func Run(ctx context.Context, opt Options) error {
 		runErr = fmt.Errorf("serve: commit staged files: %w", err)
 	}
 	return runErr
+}
+
+// openHome opens the repository's home folder. With opt.Disks it first
+// makes the pool's disks available and, when the pool does not open (too
+// few disks), waits and tries again instead of failing: on the appliance a
+// failed start is restarted at once, which would only repeat the failure.
+func openHome(ctx context.Context, opt Options, repoDir string, log *slog.Logger) (*home.Home, error) {
+	if opt.Disks == nil {
+		return home.Open(ctx, repoDir, home.Options{Logger: log})
+	}
+	delay := opt.RetryDelay
+	if delay <= 0 {
+		delay = 30 * time.Second
+	}
+	for {
+		dirs, err := home.ReadDiskDirs(repoDir)
+		if err != nil {
+			return nil, err
+		}
+		if err := opt.Disks.OpenPool(ctx, dirs); err != nil {
+			return nil, fmt.Errorf("pool disks: %w", err)
+		}
+		h, err := home.Open(ctx, repoDir, home.Options{Logger: log})
+		if err == nil {
+			return h, nil
+		}
+		log.Error("the pool does not open: trying again", "err", err, "in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // PassphrasePath is where serve keeps the repository passphrase of a data
