@@ -15,7 +15,9 @@
 #           qemu quits without a shutdown;
 #   boot 2: serve mounts the pool's disks by UUID (adopting nothing), and
 #           the files downloaded from the live share (the last file
-#           included) and from the snapshot match the originals.
+#           included) and from the snapshot match the originals; then a
+#           clean power-off through gokrazy's web interface, in which serve
+#           unmounts the pool's disks so that gokrazy can unmount /perm.
 #
 #   image/vmtest.sh [IMAGE]    (default: bin/vmtest/arkbox-amd64.img; `make vm-test` builds it)
 #
@@ -239,5 +241,16 @@ cmp -s "$scratch/want.sums" "$scratch/snap2.sums" || { diff "$scratch/want.sums"
 cmp -s "$scratch/late.bin" "$scratch/live2/late.bin" || fail "boot 2: late.bin, written just before the power cut, differs or is missing"
 echo "vmtest: boot 2: live share and snapshot $snap match the originals ($nfiles files, SHA-256; downloaded in $(since "$t")s)"
 echo "vmtest: boot 2: late.bin, acknowledged just before the power cut, is intact"
-poweroff
+# A clean power-off through gokrazy (as before the reboot of an update):
+# serve stops and unmounts the pool's disks, so gokrazy can unmount /perm.
+t=$(date +%s.%N)
+curl -s -m 120 -X POST -u "gokrazy:$pw" "http://127.0.0.1:$httpport/poweroff" >"$scratch/poweroff.out" || true
+for _ in $(seq 120); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
+kill -0 "$qpid" 2>/dev/null && fail "boot 2: still running 60 s after gokrazy's power-off"
+wait "$qpid" 2>/dev/null || true
+qpid=""
+serial_has 'msg="pool disk unmounted"' $ndisks || fail "boot 2: serve did not unmount the pool's disks when stopped"
+grep -q 'unmounting /perm failed' "$serial" && fail "boot 2: gokrazy could not unmount /perm: $(grep -m1 'unmounting /perm failed' "$serial")"
+serial_has 'EXT4-fs \(vda4\): unmounting filesystem' || fail "boot 2: /perm was not unmounted before the power-off"
+echo "vmtest: boot 2: clean power-off through gokrazy in $(since "$t")s: serve unmounted the pool disks, gokrazy unmounted /perm"
 echo "vmtest: PASS in $(($(date +%s) - start))s (2 boots, hard power-off between them)"

@@ -41,6 +41,10 @@ type Hardware interface {
 	// the mount point; an error matching hw.ErrNoSuchFilesystem means no
 	// attached disk holds it.
 	Mount(ctx context.Context, fsUUID, dir string) (string, error)
+	// Unmount unmounts a mount point made by Mount (which writes out what
+	// the filesystem holds in memory); one that is not mounted is left
+	// alone.
+	Unmount(ctx context.Context, mountPoint string) error
 }
 
 // Machine is the Hardware of the running machine, through package hw.
@@ -68,6 +72,24 @@ func (m Machine) Adopt(ctx context.Context, d hw.Disk) (*hw.Adopted, error) {
 // Mount implements Hardware.
 func (m Machine) Mount(ctx context.Context, fsUUID, dir string) (string, error) {
 	return hw.Mount(ctx, hw.MountOptions{UUID: fsUUID, Dir: dir, SysRoot: m.SysRoot, DevRoot: m.DevRoot, MountInfo: m.MountInfo})
+}
+
+// Unmount implements Hardware.
+func (m Machine) Unmount(ctx context.Context, mountPoint string) error {
+	mi := m.MountInfo
+	if mi == "" {
+		mi = "/proc/self/mountinfo"
+	}
+	ms, err := hw.ReadMountInfo(mi)
+	if err != nil {
+		return err
+	}
+	for _, x := range ms {
+		if x.MountPoint == filepath.Clean(mountPoint) {
+			return hw.Unmount(ctx, mountPoint)
+		}
+	}
+	return nil
 }
 
 // Options configure a Manager.
@@ -323,6 +345,28 @@ func (m *Manager) OpenPool(ctx context.Context, dirs []string) error {
 			return err
 		}
 	}
+}
+
+// Release unmounts the pool's disks that OpenPool or NewPool mounted, once
+// the pool is closed. On the appliance this matters before a reboot:
+// gokrazy unmounts /perm and then reboots without a sync, and a disk
+// still mounted inside /perm would keep /perm mounted and lose what both
+// hold in memory.
+func (m *Manager) Release(ctx context.Context, dirs []string) error {
+	var errs []error
+	for _, d := range dirs {
+		u, ok := m.mountUUID(d)
+		if !ok {
+			continue
+		}
+		mp := filepath.Join(m.o.MountDir, u)
+		if err := m.o.Hardware.Unmount(ctx, mp); err != nil {
+			errs = append(errs, fmt.Errorf("pooldisks: release %s: %w", u, err))
+			continue
+		}
+		m.log.Info("pool disk unmounted", "fs_uuid", u, "at", mp)
+	}
+	return errors.Join(errs...)
 }
 
 // mountUUID returns the filesystem UUID a pool folder is the mount point

@@ -29,6 +29,7 @@ type fake struct {
 	mounts   int
 	// lateMounts is how many mounts of a new filesystem fail first.
 	lateMounts int
+	unmounted  []string // fs UUIDs
 }
 
 func newFake() *fake {
@@ -85,6 +86,13 @@ func (f *fake) Mount(ctx context.Context, fsUUID, dir string) (string, error) {
 	f.mounts++
 	mp := filepath.Join(dir, fsUUID)
 	return mp, os.MkdirAll(mp, 0o755)
+}
+
+func (f *fake) Unmount(ctx context.Context, mountPoint string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unmounted = append(f.unmounted, filepath.Base(mountPoint))
+	return nil
 }
 
 func (f *fake) attach(fsUUID string) {
@@ -298,5 +306,20 @@ func TestNewChecksOptions(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v): no error", o)
 		}
+	}
+}
+
+func TestRelease(t *testing.T) {
+	f := newFake()
+	m, logs, dir := newManager(t, f, 0, time.Second)
+	u1, u2 := uuid.NewString(), uuid.NewString()
+	if err := m.Release(context.Background(), []string{filepath.Join(dir, u1), "/elsewhere/" + u2, filepath.Join(dir, u2)}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{u1, u2}; !slices.Equal(f.unmounted, want) {
+		t.Errorf("unmounted %v; want %v (only folders in the mount folder)", f.unmounted, want)
+	}
+	if strings.Count(logs.String(), "pool disk unmounted") != 2 {
+		t.Errorf("log:\n%s", logs)
 	}
 }

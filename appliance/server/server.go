@@ -70,6 +70,9 @@ type Disks interface {
 	NewPool(ctx context.Context) ([]string, error)
 	// OpenPool makes the folders of an existing pool available.
 	OpenPool(ctx context.Context, dirs []string) error
+	// Release undoes what NewPool or OpenPool did (unmounts the disks)
+	// once the pool is closed.
+	Release(ctx context.Context, dirs []string) error
 }
 
 // Run serves until ctx ends (SIGTERM), then shuts down: stops accepting,
@@ -178,8 +181,10 @@ func Run(ctx context.Context, opt Options) error {
 	}
 	if err != nil {
 		h.Close()
+		releaseDisks(opt, h, log)
 		return fmt.Errorf("serve: %w", err)
 	}
+	defer releaseDisks(opt, h, log) // after h.Close: deferred calls run last first
 	defer h.Close()
 	defer r.Close(context.Background())
 
@@ -306,6 +311,17 @@ func openHome(ctx context.Context, opt Options, repoDir string, log *slog.Logger
 			return nil, ctx.Err()
 		case <-t.C:
 		}
+	}
+}
+
+// releaseDisks hands the pool's disks back (unmounts them) after the pool
+// is closed.
+func releaseDisks(opt Options, h *home.Home, log *slog.Logger) {
+	if opt.Disks == nil {
+		return
+	}
+	if err := opt.Disks.Release(context.Background(), h.DiskDirs()); err != nil {
+		log.Warn("pool disks not released", "err", err)
 	}
 }
 

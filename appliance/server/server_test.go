@@ -201,11 +201,12 @@ func TestServeInvalidConfig(t *testing.T) {
 // fakeDisks stands in for the appliance's disk management: NewPool waits
 // for gate (if set), then makes three folders named like mount points.
 type fakeDisks struct {
-	base   string
-	gate   chan struct{}
-	mu     sync.Mutex
-	news   int
-	opened [][]string
+	base     string
+	gate     chan struct{}
+	mu       sync.Mutex
+	news     int
+	opened   [][]string
+	released [][]string
 }
 
 func (f *fakeDisks) NewPool(ctx context.Context) ([]string, error) {
@@ -230,6 +231,13 @@ func (f *fakeDisks) NewPool(ctx context.Context) ([]string, error) {
 	return dirs, nil
 }
 
+func (f *fakeDisks) Release(ctx context.Context, dirs []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.released = append(f.released, dirs)
+	return nil
+}
+
 func (f *fakeDisks) OpenPool(ctx context.Context, dirs []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -245,7 +253,10 @@ func (f *fakeDisks) OpenPool(ctx context.Context, dirs []string) error {
 func TestServeManagedDisks(t *testing.T) {
 	dir := t.TempDir()
 	disks := &fakeDisks{base: filepath.Join(t.TempDir(), "mnt"), gate: make(chan struct{})}
-	tmpl := []byte(`{"shares": [{"name": "office", "snapshots": [{"schedule": "every 1m", "keep_last": 10}]}]}`)
+	// No maintenance jobs (their catch-up runs at the first start): this
+	// test is about the disks.
+	tmpl := []byte(`{"shares": [{"name": "office", "snapshots": [{"schedule": "every 1m", "keep_last": 10}]}],
+		"prune": {"schedule": "never"}, "scrub": {"schedule": "never"}, "verify": {"schedule": "never"}}`)
 
 	// First start: no disks yet. It waits, and stops cleanly.
 	out := &syncBuf{}
@@ -257,7 +268,12 @@ func TestServeManagedDisks(t *testing.T) {
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(out.String(), "password") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve ended before waiting for disks: %v\n%s", err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	time.Sleep(50 * time.Millisecond)
 	cancel()
@@ -331,5 +347,8 @@ func TestServeManagedDisks(t *testing.T) {
 	defer disks.mu.Unlock()
 	if len(disks.opened) != 1 || !slices.Equal(disks.opened[0], wantDirs) {
 		t.Errorf("OpenPool calls %v; want one with %v", disks.opened, wantDirs)
+	}
+	if len(disks.released) != 2 || !slices.Equal(disks.released[1], wantDirs) {
+		t.Errorf("Release calls %v; want one per stop with %v", disks.released, wantDirs)
 	}
 }

@@ -113,7 +113,7 @@ func TestVMTestOverlay(t *testing.T) {
 	}
 	pc := cfg.PackageConfig["github.com/arkbox/arkbox/appliance/cmd/arkbox"]
 	flags := strings.Join(pc.CommandLineFlags, " ")
-	for _, want := range []string{"serve", "--repo=/perm/arkbox", "--sftp-addr=:22", "--disk-mounts=/perm/arkbox/disks", "--adopt-blank-disks=3", "--init-config=/etc/arkbox/init.json"} {
+	for _, want := range []string{"serve", "--repo=/perm/arkbox", "--disk-mounts=/perm/arkbox/disks", "--adopt-blank-disks=3", "--init-config=/etc/arkbox/init.json"} {
 		if !strings.Contains(flags, want) {
 			t.Errorf("flags %q lack %s", flags, want)
 		}
@@ -122,8 +122,12 @@ func TestVMTestOverlay(t *testing.T) {
 		t.Errorf("config %+v", cfg)
 	}
 	init := pc.ExtraFileContents["/etc/arkbox/init.json"]
-	if _, err := config.Parse([]byte(init), "/perm/arkbox"); err != nil {
-		t.Errorf("the initial configuration does not load: %v\n%s", err, init)
+	c, err := config.Parse([]byte(init), "/perm/arkbox")
+	if err != nil {
+		t.Fatalf("the initial configuration does not load: %v\n%s", err, init)
+	}
+	if c.Services.SFTP.Addr != ":22" || c.Shares[0].Snapshots[0].Schedule != "every 1m" {
+		t.Errorf("initial configuration %+v", c)
 	}
 	if _, ok := cfg.PackageConfig["github.com/gokrazy/gokrazy/cmd/randomd"].ExtraFileContents["/etc/machine-id"]; !ok {
 		t.Error("the overlay lost the machine id")
@@ -135,8 +139,9 @@ func TestVMTestOverlay(t *testing.T) {
 func TestProductConfig(t *testing.T) {
 	var cfg struct {
 		PackageConfig map[string]struct {
-			CommandLineFlags []string
-			DontStart        bool
+			CommandLineFlags  []string
+			ExtraFileContents map[string]string
+			DontStart         bool
 		}
 	}
 	b, err := os.ReadFile(filepath.Join("..", "..", "config.json"))
@@ -149,8 +154,15 @@ func TestProductConfig(t *testing.T) {
 	pc := cfg.PackageConfig["github.com/arkbox/arkbox/appliance/cmd/arkbox"]
 	flags := strings.Join(pc.CommandLineFlags, " ")
 	if pc.DontStart || !strings.HasPrefix(flags, "serve ") || !strings.Contains(flags, "--repo=/perm/") ||
-		!strings.Contains(flags, "--disk-mounts=/perm/") || !strings.Contains(flags, "--sftp-addr=:22") {
+		!strings.Contains(flags, "--disk-mounts=/perm/") || !strings.Contains(flags, "--init-config=/etc/arkbox/init.json") {
 		t.Errorf("arkbox is not started as the appliance: DontStart %v, flags %q", pc.DontStart, flags)
+	}
+	c, err := config.Parse([]byte(pc.ExtraFileContents["/etc/arkbox/init.json"]), "/perm/arkbox")
+	if err != nil {
+		t.Fatalf("the initial configuration does not load: %v", err)
+	}
+	if c.Services.SFTP.Addr != ":22" || !c.Services.SFTP.Enabled {
+		t.Errorf("SFTP does not listen on every address: %+v", c.Services.SFTP)
 	}
 	if strings.Contains(flags, "adopt") {
 		t.Errorf("the product adopts disks without being asked: %q", flags)
