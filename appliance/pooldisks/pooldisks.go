@@ -178,11 +178,13 @@ type candidate struct {
 // NewPool returns the mount points of the disks a new pool is to be
 // created on. It waits until Options.Adopt disks that may be adopted are
 // attached — blank ones, or ones adopted earlier that hold no pool — takes
-// the first that many by kernel name, adopts and mounts them. With Adopt
-// 0 it logs the disks it sees and waits until ctx ends. It returns
-// ctx.Err() when ctx ends first.
+// the first that many by kernel name, adopts and mounts them. A disk that
+// fails to be adopted or mounted is set aside (until it is plugged in
+// again, or a minute later) and the wait goes on. With Adopt 0 it logs the
+// disks it sees and waits until ctx ends. It returns only the mount
+// points, or ctx.Err() when ctx ends first.
 func (m *Manager) NewPool(ctx context.Context) ([]string, error) {
-	probed := map[string]*candidate{}
+	probed := map[string]*candidate{} // by diskKey; only disks present at the last look
 	lastSeen := ""
 	var lastLog time.Time
 	for {
@@ -190,21 +192,27 @@ func (m *Manager) NewPool(ctx context.Context) ([]string, error) {
 		if err != nil {
 			m.log.Warn("pool disks: list disks", "err", err)
 		}
+		now := time.Now()
+		remind := now.Sub(lastLog) >= m.o.Remind
+		if remind {
+			clear(probed) // look at every disk afresh now and then
+		}
 		var usable []hw.Disk
 		var seen []string
+		present := map[string]*candidate{}
 		for _, d := range disks {
 			c, ok := probed[diskKey(d)]
 			if !ok || c.retry || len(c.disk.Mounted) != len(d.Mounted) {
 				c = m.judge(ctx, d)
-				probed[diskKey(d)] = c
 			}
+			present[diskKey(d)] = c
 			seen = append(seen, diskKey(d)+"|"+strconv.FormatBool(c.ok)+strconv.FormatBool(c.retry))
 			if c.ok {
 				usable = append(usable, d)
 			}
 		}
-		now := time.Now()
-		if s := strings.Join(seen, "\n"); s != lastSeen || now.Sub(lastLog) >= m.o.Remind {
+		probed = present // a disk unplugged and plugged in again is probed again
+		if s := strings.Join(seen, "\n"); s != lastSeen || remind {
 			lastSeen, lastLog = s, now
 			for _, d := range disks {
 				c := probed[diskKey(d)]
@@ -220,7 +228,16 @@ func (m *Manager) NewPool(ctx context.Context) ([]string, error) {
 			}
 		}
 		if m.o.Adopt > 0 && len(usable) >= m.o.Adopt {
-			return m.adopt(ctx, usable[:m.o.Adopt])
+			dirs, bad, err := m.adopt(ctx, usable[:m.o.Adopt])
+			if err == nil {
+				return dirs, nil
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			m.log.Error("adopting disks failed: setting the disk aside and waiting", "disk", bad.Name, "err", err)
+			probed[diskKey(bad)] = &candidate{disk: bad, reason: "adoption failed: " + err.Error()}
+			lastSeen = "" // report the disks again
 		}
 		if err := sleep(ctx, m.o.Poll); err != nil {
 			return nil, err
@@ -260,39 +277,48 @@ func (m *Manager) judge(ctx context.Context, d hw.Disk) *candidate {
 	return c
 }
 
-// adopt formats the disks and mounts them, returning the mount points.
-func (m *Manager) adopt(ctx context.Context, disks []hw.Disk) ([]string, error) {
+// adopt formats the disks and mounts them, returning the mount points. On
+// failure it returns the disk that failed, having unmounted what it
+// mounted.
+func (m *Manager) adopt(ctx context.Context, disks []hw.Disk) (dirs []string, failed hw.Disk, err error) {
 	var uuids []string
 	for _, d := range disks {
 		m.log.Info("adopting disk: partitioning and formatting", "disk", d.Name, "model", d.Model, "serial", d.Serial, "size_bytes", d.SizeBytes)
 		t0 := time.Now()
 		a, err := m.o.Hardware.Adopt(ctx, d)
 		if err != nil {
-			return nil, fmt.Errorf("pooldisks: adopt %s: %w", d.Name, err)
+			return nil, d, fmt.Errorf("pooldisks: adopt %s: %w", d.Name, err)
 		}
 		m.log.Info("disk adopted", "disk", d.Name, "fs_uuid", a.UUID, "label", a.Label, "seconds", time.Since(t0).Seconds(), "reread", a.Reread)
 		uuids = append(uuids, a.UUID)
 	}
+	defer func() {
+		if err != nil {
+			if rerr := m.Release(context.WithoutCancel(ctx), dirs); rerr != nil {
+				m.log.Warn("pool disks: unmount after a failed adoption", "err", rerr)
+			}
+			dirs = nil
+		}
+	}()
 	deadline := time.Now().Add(m.o.Wait)
-	var out []string
-	for _, u := range uuids {
+	for i, u := range uuids {
 		for {
 			mp, err := m.o.Hardware.Mount(ctx, u, m.o.MountDir)
 			if err == nil {
 				m.log.Info("pool disk mounted", "fs_uuid", u, "at", mp)
-				out = append(out, mp)
+				dirs = append(dirs, mp)
 				break
 			}
 			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("pooldisks: mount adopted disk %s: %w", u, err)
+				return dirs, disks[i], fmt.Errorf("pooldisks: mount adopted disk %s (%s): %w", disks[i].Name, u, err)
 			}
 			m.log.Debug("adopted disk not mountable yet", "fs_uuid", u, "err", err)
 			if err := sleep(ctx, m.o.Poll); err != nil {
-				return nil, err
+				return dirs, disks[i], err
 			}
 		}
 	}
-	return out, nil
+	return dirs, hw.Disk{}, nil
 }
 
 // OpenPool mounts the pool's disks: each of dirs that is MountDir/<UUID>

@@ -30,6 +30,7 @@ type fake struct {
 	// lateMounts is how many mounts of a new filesystem fail first.
 	lateMounts int
 	unmounted  []string // fs UUIDs
+	adoptFails map[string]bool
 }
 
 func newFake() *fake {
@@ -64,6 +65,9 @@ func (f *fake) Adopt(ctx context.Context, d hw.Disk) (*hw.Adopted, error) {
 	defer f.mu.Unlock()
 	if c := f.content[d.Name]; c == nil || (c.Origin != hw.OriginBlank && !(c.Origin == hw.OriginArkbox && c.PoolMember() == nil)) {
 		return nil, fmt.Errorf("fake: adopt %s: %w", d.Name, hw.ErrNeedsConfirmation)
+	}
+	if f.adoptFails[d.Name] {
+		return nil, fmt.Errorf("fake: adopt %s: write error", d.Name)
 	}
 	u := uuid.NewString()
 	f.adopted = append(f.adopted, d.Name)
@@ -223,10 +227,39 @@ func TestNewPoolWaitsForPartition(t *testing.T) {
 func TestNewPoolMountTimesOut(t *testing.T) {
 	f := newFake()
 	f.add("sda", hw.TransportUSB, blank)
-	m, _, _ := newManager(t, f, 1, 20*time.Millisecond)
+	m, logs, _ := newManager(t, f, 1, 20*time.Millisecond)
 	m.o.Hardware = &noMount{f}
-	if _, err := m.NewPool(context.Background()); err == nil || !strings.Contains(err.Error(), "mount adopted disk") {
-		t.Fatalf("NewPool = %v; want a mount error", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	// It does not fail (serve would be restarted at once, and fail again):
+	// it sets the disk aside and waits.
+	if dirs, err := m.NewPool(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("NewPool = %v, %v; want it to wait", dirs, err)
+	}
+	if out := logs.String(); !strings.Contains(out, "adopting disks failed") || !strings.Contains(out, "adoption failed") {
+		t.Errorf("log:\n%s", out)
+	}
+	if len(f.adopted) != 1 {
+		t.Errorf("adopted %v; want sda once (set aside after the failure)", f.adopted)
+	}
+}
+
+func TestNewPoolSetsAsideAFailingDisk(t *testing.T) {
+	f := newFake()
+	f.add("sda", hw.TransportUSB, blank)
+	f.add("sdb", hw.TransportUSB, blank)
+	f.add("sdc", hw.TransportUSB, blank)
+	f.adoptFails = map[string]bool{"sdb": true}
+	m, _, _ := newManager(t, f, 2, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dirs, err := m.NewPool(ctx)
+	if err != nil || len(dirs) != 2 {
+		t.Fatalf("NewPool = %v, %v", dirs, err)
+	}
+	// sda was formatted in the first round, then again with sdc.
+	if want := []string{"sda", "sda", "sdc"}; !slices.Equal(f.adopted, want) {
+		t.Errorf("adopted %v; want %v", f.adopted, want)
 	}
 }
 
@@ -321,5 +354,17 @@ func TestRelease(t *testing.T) {
 	}
 	if strings.Count(logs.String(), "pool disk unmounted") != 2 {
 		t.Errorf("log:\n%s", logs)
+	}
+}
+
+func TestMachineUnmountLeavesUnmountedAlone(t *testing.T) {
+	mi := filepath.Join(t.TempDir(), "mountinfo")
+	line := "36 35 8:1 / /perm/arkbox/disks/other rw,noatime - ext4 /dev/sda1 rw\n"
+	if err := os.WriteFile(mi, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := Machine{MountInfo: mi}
+	if err := m.Unmount(context.Background(), "/perm/arkbox/disks/"+uuid.NewString()); err != nil {
+		t.Errorf("Unmount of a folder that is not mounted: %v", err)
 	}
 }
