@@ -1,9 +1,9 @@
-# arkbox — make run · make test · make bench
+# arkbox — make run · make test · make bench · make image · make vm-test
 GO      ?= go
 BIN     := bin/arkbox
 GOFLAGS ?=
 
-.PHONY: all build run test test-deps vet fmt-check unit bench fuzz image vm-test clean
+.PHONY: all build run test test-deps vet fmt-check unit bench fuzz image vm-deps vm-image vm-test test-vm clean
 
 all: build
 
@@ -42,14 +42,24 @@ bench: build
 	./bench/replicate.sh
 
 # The gokrazy images (bin/arkbox-rpi.img, bin/arkbox-amd64.img), see doc/image.md.
-image:
+image: vm-deps
 	./image/build.sh
 
-# Boots the amd64 image under qemu (software emulation) with three USB disks,
-# powers it off hard and boots it again.
-vm-test:
-	test -f bin/arkbox-amd64.img || ./image/build.sh amd64
-	./image/vmtest.sh bin/arkbox-amd64.img
+vm-deps:
+	./scripts/vm-deps.sh
+
+# The boot test's amd64 image: config.json with image/vmtest/overlay.json
+# (serve adopts three blank disks, snapshots every minute).
+vm-image: vm-deps
+	ARKBOX_IMAGE_OVERLAY=image/vmtest/overlay.json ARKBOX_IMAGE_OUT=bin/vmtest ./image/build.sh amd64
+
+# Boots the boot test's image under qemu (software emulation) with three USB
+# disks: adoption, pool, SFTP upload, snapshot, hard power-off, second boot,
+# everything verified. About 3 minutes on 2 cores; CI runs it (test-vm).
+vm-test: vm-image
+	./image/vmtest.sh bin/vmtest/arkbox-amd64.img
+
+test-vm: vm-test
 
 clean:
 	rm -rf bin

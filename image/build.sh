@@ -13,6 +13,8 @@
 #                       `gok update` (default: ~/.cache/arkbox-image)
 #   ARKBOX_IMAGE_BYTES  image size in bytes (default 2 GiB; /perm gets what
 #                       the boot and two root partitions, 1.1 GB, leave)
+#   ARKBOX_IMAGE_OVERLAY a JSON merge patch applied to config.json (the boot
+#                       test's image: image/vmtest/overlay.json)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,7 +41,7 @@ for arch in "${targets[@]}"; do
 	start=$(date +%s)
 	inst=$work/$arch/arkbox
 	img=$out/arkbox-$arch.img
-	go run ./image/mkinstance -arch "$arch" -config config.json \
+	go run ./image/mkinstance -arch "$arch" -config config.json -overlay "${ARKBOX_IMAGE_OVERLAY:-}" \
 		-versions image/versions.txt -repo "$repo" -state "$work" -out "$inst"
 	rm -f "$img"
 	go tool gok --parent_dir "$work/$arch" -i arkbox overwrite \

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/arkbox/arkbox/appliance/config"
 	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/pooldisks"
 	"github.com/arkbox/arkbox/appliance/server"
 	"github.com/arkbox/arkbox/appliance/users"
 	"github.com/arkbox/arkbox/storage/home"
@@ -49,16 +51,52 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlags("serve", e, &c, false)
 	cfgPath := fs.String("config", "", "configuration file (default: DIR/arkbox.json)")
-	sftpAddr := fs.String("sftp-addr", "", "SFTP address HOST:PORT (overrides the configuration)")
+	sftpAddr := fs.String("sftp-addr", "", "SFTP address HOST:PORT, e.g. :22 for every address (overrides the configuration)")
+	initConfig := fs.String("init-config", "", "first start: begin the configuration from this file instead of the defaults")
+	diskMounts := fs.String("disk-mounts", "", "the pool is on whole disks, each mounted at `DIR`/<filesystem UUID> (the appliance); a new pool waits for disks")
+	adopt := fs.Int("adopt-blank-disks", 0, "with --disk-mounts: when there is no pool, wait for `N` blank USB/SATA/NVMe disks, partition and format them, and create the pool on them")
+	diskWait := fs.Duration("disk-wait", 90*time.Second, "with --disk-mounts: how long to wait for missing pool disks before opening the pool without them")
+	console := fs.String("console", "", "also write the log to this `file` (the appliance: /dev/console)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if c.repo == "" {
 		return usagef("give --repo DIR (the data folder)")
 	}
+	if *adopt != 0 && *diskMounts == "" {
+		return usagef("--adopt-blank-disks needs --disk-mounts")
+	}
+	logOut := e.stderr
+	if *console != "" {
+		f, err := os.OpenFile(*console, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("serve: open the console %s: %w", *console, err)
+		}
+		defer f.Close()
+		logOut = teeWriter{e.stderr, f}
+	}
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	opt := server.Options{DataDir: c.repo, ConfigPath: *cfgPath, SFTPAddr: *sftpAddr, Out: e.stdout,
-		Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelInfo})), KDF: kdfFromEnv()}
+		Logger: log, KDF: kdfFromEnv()}
 	opt.Hash = hashParams()
+	if *initConfig != "" {
+		b, err := os.ReadFile(*initConfig)
+		if err != nil {
+			return fmt.Errorf("serve: read the initial configuration: %w", err)
+		}
+		opt.InitConfig = b
+	}
+	if *diskMounts != "" {
+		dir, err := filepath.Abs(*diskMounts)
+		if err != nil {
+			return err
+		}
+		m, err := pooldisks.New(pooldisks.Options{MountDir: dir, Adopt: *adopt, Wait: *diskWait, Logger: log})
+		if err != nil {
+			return usagef("%v", err)
+		}
+		opt.Disks = m
+	}
 	if _, ok := os.LookupEnv("ARKBOX_PASSWORD"); ok || c.pwFile != "" {
 		pw, err := c.passphrase(e, false)
 		if err != nil {
@@ -67,6 +105,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		opt.Passphrase = pw
 	}
 	return server.Run(ctx, opt)
+}
+
+// teeWriter writes to its first writer and, ignoring errors (a console
+// may go away), to its second.
+type teeWriter struct{ w, also io.Writer }
+
+func (t teeWriter) Write(p []byte) (int, error) {
+	t.also.Write(p)
+	return t.w.Write(p)
 }
 
 // hashParams are the password-hash parameters: the default, or cheap ones

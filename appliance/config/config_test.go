@@ -488,6 +488,50 @@ func TestDocumentedExample(t *testing.T) {
 	}
 }
 
+func TestInitFrom(t *testing.T) {
+	dir := t.TempDir()
+	path := Path(dir)
+	tmpl := `{"services": {"sftp": {"enabled": true, "addr": ":22"}},
+	  "shares": [{"name": "backups", "snapshots": [{"schedule": "every 1m", "keep_last": 100}]}]}`
+	c, pw, err := InitFrom(path, []byte(tmpl), cheap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Services.SFTP.Addr != ":22" || c.Shares[0].Snapshots[0].Schedule != "every 1m" || c.DataDir != dir {
+		t.Errorf("template not applied: %+v", c)
+	}
+	if c.Prune != Default(dir).Prune || !reflect.DeepEqual(c.Pool, Default(dir).Pool) {
+		t.Errorf("defaults not kept: prune %+v pool %+v", c.Prune, c.Pool)
+	}
+	admin, ok := c.User("admin")
+	if !ok || len(c.Users) != 1 || pw == "" {
+		t.Fatalf("users %+v, password %q", c.Users, pw)
+	}
+	if ok, _ := users.VerifyPassword(admin.PasswordHash, []byte(pw)); !ok {
+		t.Error("the returned password does not match the hash")
+	}
+	if loaded, err := Load(path); err != nil || !reflect.DeepEqual(loaded, c) {
+		t.Fatalf("Load after InitFrom = %+v, %v", loaded, err)
+	}
+
+	// A template with an admin keeps it and generates no password.
+	path2 := Path(t.TempDir())
+	_, pw, err = InitFrom(path2, []byte(`{"users": [{"name": "admin", "admin": true, "authorized_keys": ["`+testKey(t)+`"]}]}`), cheap)
+	if err != nil || pw != "" {
+		t.Errorf("template with admin: password %q, %v", pw, err)
+	}
+
+	// A bad template is an error naming the field, and writes nothing.
+	path3 := Path(t.TempDir())
+	if _, _, err := InitFrom(path3, []byte(`{"services": {"sftp": {"adr": ":22"}}}`), cheap); err == nil ||
+		!strings.Contains(err.Error(), "services.sftp.adr") {
+		t.Errorf("bad template: %v", err)
+	}
+	if _, err := os.Stat(path3); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed InitFrom wrote %s", path3)
+	}
+}
+
 func TestInit(t *testing.T) {
 	dir := t.TempDir()
 	path := Path(dir)

@@ -151,13 +151,34 @@ func Save(path string, c Config) error {
 // hashes with p (users.DefaultParams() in production) and returns, to be
 // shown once. It fails, matching fs.ErrExist, if path exists.
 func Init(path string, p users.Params) (Config, string, error) {
-	pw := users.GeneratePassword()
-	hash, err := users.HashPasswordParams([]byte(pw), p)
+	return initWith(path, Default(filepath.Clean(filepath.Dir(path))), p)
+}
+
+// InitFrom is Init starting from a template instead of the defaults: the
+// template is a configuration file's contents (fields it leaves out take
+// their defaults; a relative data_dir is relative to path's folder), read
+// as strictly as Load reads. An administrator "admin" with a generated
+// password is added unless the template has a user of that name; the
+// password is "" then. An appliance image carries such a template to
+// preset what differs from the defaults (addresses, schedules, parity).
+func InitFrom(path string, template []byte, p users.Params) (Config, string, error) {
+	c, err := Parse(template, filepath.Clean(filepath.Dir(path)))
 	if err != nil {
-		return Config{}, "", fmt.Errorf("config: init %s: %w", path, err)
+		return Config{}, "", fmt.Errorf("config: init %s: template: %w", path, err)
 	}
-	c := Default(filepath.Clean(filepath.Dir(path)))
-	c.Users = []User{{Name: "admin", PasswordHash: hash, Admin: true}}
+	return initWith(path, c, p)
+}
+
+func initWith(path string, c Config, p users.Params) (Config, string, error) {
+	pw := ""
+	if _, ok := c.User("admin"); !ok {
+		pw = users.GeneratePassword()
+		hash, err := users.HashPasswordParams([]byte(pw), p)
+		if err != nil {
+			return Config{}, "", fmt.Errorf("config: init %s: %w", path, err)
+		}
+		c.Users = append(slices.Clone(c.Users), User{Name: "admin", PasswordHash: hash, Admin: true})
+	}
 	if err := write(path, c, false); err != nil {
 		return Config{}, "", fmt.Errorf("config: init %s: %w", path, err)
 	}

@@ -58,6 +58,29 @@ type Options struct {
 	// its control socket and (if enabled) on SFTP, whose address it
 	// receives ("" when SFTP is off).
 	Ready func(sftpAddr string)
+	// InitConfig, if set, is the configuration a first start begins from
+	// instead of the defaults (config.InitFrom).
+	InitConfig []byte
+	// Disks, if set, makes the pool's disks available before the pool is
+	// created or opened (the appliance mounts whole disks); nil: the
+	// pool's disk folders are plain folders, created as needed.
+	Disks Disks
+	// RetryDelay is how long to wait before trying again to open a pool
+	// whose disks are managed by Disks; default 30 s.
+	RetryDelay time.Duration
+}
+
+// Disks prepares the disks of the pool (package pooldisks on the
+// appliance). Both methods may wait for disks to be attached; they return
+// ctx.Err() when ctx ends first.
+type Disks interface {
+	// NewPool returns the folders a new pool is created on.
+	NewPool(ctx context.Context) ([]string, error)
+	// OpenPool makes the folders of an existing pool available.
+	OpenPool(ctx context.Context, dirs []string) error
+	// Release undoes what NewPool or OpenPool did (unmounts the disks)
+	// once the pool is closed.
+	Release(ctx context.Context, dirs []string) error
 }
 
 // Run serves until ctx ends (SIGTERM), then shuts down: stops accepting,
@@ -87,16 +110,23 @@ func Run(ctx context.Context, opt Options) error {
 			return fmt.Errorf("serve: create data folder %s: %w", dataDir, err)
 		}
 		var pw string
-		cfg, pw, err = config.Init(cfgPath, opt.Hash)
+		if opt.InitConfig != nil {
+			cfg, pw, err = config.InitFrom(cfgPath, opt.InitConfig, opt.Hash)
+		} else {
+			cfg, pw, err = config.Init(cfgPath, opt.Hash)
+		}
 		if err != nil {
 			return fmt.Errorf("serve: first start: %w", err)
 		}
 		fmt.Fprintf(opt.Out, "first start: wrote %s\n", cfgPath)
-		fmt.Fprintf(opt.Out, "administrator login: user admin, password %s\n", pw)
-		fmt.Fprintln(opt.Out, "(shown once: note it now; change it with `arkbox user passwd admin`)")
+		if pw != "" {
+			fmt.Fprintf(opt.Out, "administrator login: user admin, password %s\n", pw)
+			fmt.Fprintln(opt.Out, "(shown once: note it now; change it with `arkbox user passwd admin`)")
+		}
 	} else if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	fileCfg := cfg // as in the file, without the command line's overrides
 	if opt.SFTPAddr != "" {
 		cfg.Services.SFTP.Addr = opt.SFTPAddr
 		cfg.Services.SFTP.Enabled = true
@@ -126,22 +156,43 @@ func Run(ctx context.Context, opt Options) error {
 	var h *home.Home
 	var r *repo.Repository
 	if newRepo {
-		h, err = home.Create(ctx, repoDir, cfg.DiskDirs(), home.Options{Logger: log, Parity: cfg.Pool.Parity})
+		dirs := cfg.DiskDirs()
+		if opt.Disks != nil {
+			log.Info("no pool yet: preparing its disks")
+			dirs, err = opt.Disks.NewPool(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped while waiting for disks
+				}
+				return fmt.Errorf("serve: disks for a new pool: %w", err)
+			}
+			fileCfg.Pool.Disks = dirs
+			if err := config.Save(cfgPath, fileCfg); err != nil {
+				return fmt.Errorf("serve: record the pool's disks: %w", err)
+			}
+		}
+		h, err = home.Create(ctx, repoDir, dirs, home.Options{Logger: log, Parity: cfg.Pool.Parity})
 		if err != nil {
 			return fmt.Errorf("serve: create the pool: %w", err)
 		}
+		log.Info("pool created", "disks", dirs)
 		r, err = repo.Init(ctx, h.Store, h.Catalog, pass, repo.Options{Logger: log, KDF: opt.KDF, KeyLabel: "appliance"})
 	} else {
-		h, err = home.Open(ctx, repoDir, home.Options{Logger: log})
+		h, err = openHome(ctx, opt, repoDir, log)
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while waiting for disks
+			}
 			return fmt.Errorf("serve: %w", err)
 		}
 		r, err = repo.Open(ctx, h.Store, h.Catalog, pass, repo.Options{Logger: log})
 	}
 	if err != nil {
 		h.Close()
+		releaseDisks(opt, h, log)
 		return fmt.Errorf("serve: %w", err)
 	}
+	defer releaseDisks(opt, h, log) // after h.Close: deferred calls run last first
 	defer h.Close()
 	defer r.Close(context.Background())
 
@@ -236,6 +287,7 @@ func Run(ctx context.Context, opt Options) error {
 	if opt.Ready != nil {
 		opt.Ready(sftpAddr)
 	}
+	log.Info("serving", "data", dataDir, "shares", cfg.ShareNames(), "sftp", sftpAddr)
 
 	var runErr error
 	select {
@@ -257,6 +309,52 @@ func Run(ctx context.Context, opt Options) error {
 		runErr = fmt.Errorf("serve: commit staged files: %w", err)
 	}
 	return runErr
+}
+
+// openHome opens the repository's home folder. With opt.Disks it first
+// makes the pool's disks available and, when the pool does not open (too
+// few disks), waits and tries again instead of failing: on the appliance a
+// failed start is restarted at once, which would only repeat the failure.
+func openHome(ctx context.Context, opt Options, repoDir string, log *slog.Logger) (*home.Home, error) {
+	if opt.Disks == nil {
+		return home.Open(ctx, repoDir, home.Options{Logger: log})
+	}
+	delay := opt.RetryDelay
+	if delay <= 0 {
+		delay = 30 * time.Second
+	}
+	for {
+		dirs, err := home.ReadDiskDirs(repoDir)
+		if err != nil {
+			return nil, err
+		}
+		if err := opt.Disks.OpenPool(ctx, dirs); err != nil {
+			return nil, fmt.Errorf("pool disks: %w", err)
+		}
+		h, err := home.Open(ctx, repoDir, home.Options{Logger: log})
+		if err == nil {
+			return h, nil
+		}
+		log.Error("the pool does not open: trying again", "err", err, "in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// releaseDisks hands the pool's disks back (unmounts them) after the pool
+// is closed.
+func releaseDisks(opt Options, h *home.Home, log *slog.Logger) {
+	if opt.Disks == nil {
+		return
+	}
+	if err := opt.Disks.Release(context.Background(), h.DiskDirs()); err != nil {
+		log.Warn("pool disks not released", "err", err)
+	}
 }
 
 // PassphrasePath is where serve keeps the repository passphrase of a data

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -196,5 +197,160 @@ func TestServeInvalidConfig(t *testing.T) {
 	after, _ := os.ReadFile(config.Path(dir))
 	if !bytes.Equal(after, bad) {
 		t.Error("serve rewrote the configuration")
+	}
+}
+
+// fakeDisks stands in for the appliance's disk management: NewPool waits
+// for gate (if set), then makes three folders named like mount points.
+type fakeDisks struct {
+	base     string
+	gate     chan struct{}
+	mu       sync.Mutex
+	news     int
+	opened   [][]string
+	released [][]string
+}
+
+func (f *fakeDisks) NewPool(ctx context.Context) ([]string, error) {
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.news++
+	var dirs []string
+	for _, n := range []string{"2b1d4c9e-0000-4000-8000-000000000001", "2b1d4c9e-0000-4000-8000-000000000002", "2b1d4c9e-0000-4000-8000-000000000003"} {
+		d := filepath.Join(f.base, n)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+		dirs = append(dirs, d)
+	}
+	return dirs, nil
+}
+
+func (f *fakeDisks) Release(ctx context.Context, dirs []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.released = append(f.released, dirs)
+	return nil
+}
+
+func (f *fakeDisks) OpenPool(ctx context.Context, dirs []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opened = append(f.opened, dirs)
+	return nil
+}
+
+// TestServeManagedDisks: with Disks set, a first start writes the
+// configuration from the template and prints the password, then waits for
+// disks (and stops cleanly while waiting); the pool is created on the
+// folders NewPool returns, recorded in arkbox.json, and opened through
+// OpenPool at the next start.
+func TestServeManagedDisks(t *testing.T) {
+	dir := t.TempDir()
+	disks := &fakeDisks{base: filepath.Join(t.TempDir(), "mnt"), gate: make(chan struct{})}
+	// No maintenance jobs (their catch-up runs at the first start): this
+	// test is about the disks.
+	tmpl := []byte(`{"shares": [{"name": "office", "snapshots": [{"schedule": "every 1m", "keep_last": 10}]}],
+		"prune": {"schedule": "never"}, "scrub": {"schedule": "never"}, "verify": {"schedule": "never"}}`)
+
+	// First start: no disks yet. It waits, and stops cleanly.
+	out := &syncBuf{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{DataDir: dir, SFTPAddr: "127.0.0.1:0", Hash: fastHash, KDF: fastKDF, Out: out,
+			InitConfig: tmpl, Disks: disks})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "password") && time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve ended before waiting for disks: %v\n%s", err, out)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve stopped while waiting for disks: %v", err)
+	}
+	m := regexp.MustCompile(`user admin, password (\S+)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no admin password printed:\n%s", out)
+	}
+	pw := m[1]
+	if _, err := os.Stat(filepath.Join(dir, "repo", home.FileName)); err == nil {
+		t.Fatal("a pool was created without disks")
+	}
+
+	// Second start: the disks come.
+	close(disks.gate)
+	r := startWith(t, Options{DataDir: dir, Disks: disks})
+	if strings.Contains(r.out.String(), "password") {
+		t.Errorf("the password was printed again:\n%s", r.out)
+	}
+	c := dialSFTP(t, r.addr, "admin", pw)
+	data := bytes.Repeat([]byte("disk "), 50000)
+	f, err := c.Create("/office/a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	r.stop(t)
+	cfg, err := config.Load(config.Path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDirs, _ := disks.NewPool(context.Background())
+	if !slices.Equal(cfg.DiskDirs(), wantDirs) {
+		t.Errorf("arkbox.json pool disks %v; want %v", cfg.DiskDirs(), wantDirs)
+	}
+	if cfg.Services.SFTP.Addr == "127.0.0.1:0" {
+		t.Error("the command line's SFTP address was written to arkbox.json")
+	}
+	if _, ok := cfg.Share("office"); !ok || cfg.Shares[0].Snapshots[0].Schedule != "every 1m" {
+		t.Errorf("template not applied: %+v", cfg.Shares)
+	}
+	for _, d := range wantDirs {
+		if _, err := os.Stat(filepath.Join(d, "arkbox", "pool.json")); err != nil {
+			t.Errorf("pool not on disk %s: %v", d, err)
+		}
+	}
+
+	// Third start: the pool's disks are prepared through OpenPool.
+	r = startWith(t, Options{DataDir: dir, Disks: disks})
+	c = dialSFTP(t, r.addr, "admin", pw)
+	g, err := c.Open("/office/a.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(g)
+	g.Close()
+	c.Close()
+	r.stop(t)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after restart: %d bytes (%v)", len(got), err)
+	}
+	disks.mu.Lock()
+	defer disks.mu.Unlock()
+	if len(disks.opened) != 1 || !slices.Equal(disks.opened[0], wantDirs) {
+		t.Errorf("OpenPool calls %v; want one with %v", disks.opened, wantDirs)
+	}
+	if len(disks.released) != 2 || !slices.Equal(disks.released[1], wantDirs) {
+		t.Errorf("Release calls %v; want one per stop with %v", disks.released, wantDirs)
 	}
 }

@@ -1,11 +1,13 @@
 // Command mkinstance turns the repository's config.json (the Raspberry Pi
 // instance, in gok's format) into a gok instance directory for one target:
 //
-//	mkinstance -arch rpi|amd64 -out DIR/arkbox [-config config.json] [-versions image/versions.txt] [-state DIR]
+//	mkinstance -arch rpi|amd64 -out DIR/arkbox [-config config.json] [-overlay FILE] [-versions image/versions.txt] [-state DIR]
 //
 // It writes DIR/arkbox/config.json — for amd64 with only what must differ
 // changed: GOARCH, the kernel, no firmware or EEPROM, the serial console on
-// ttyS0 — plus the web interface password and machine id kept in the state
+// ttyS0; then the overlay, if given, is applied as a JSON merge patch
+// (RFC 7386: objects merge, null removes, anything else replaces), which is
+// how the boot test's image differs from the product — plus the web interface password and machine id kept in the state
 // folder (created on first use, so that `gok update` keeps working), and
 // the go.mod files of gok's builddir: arkbox itself from this working tree
 // (a replace directive) and the gokrazy modules at versions.txt's versions.
@@ -43,6 +45,7 @@ var variants = map[string]variant{
 func main() {
 	arch := flag.String("arch", "rpi", "target: rpi or amd64")
 	cfgPath := flag.String("config", "config.json", "base instance configuration (gok format)")
+	overlay := flag.String("overlay", "", "a JSON merge patch applied to the configuration (e.g. image/vmtest/overlay.json)")
 	versions := flag.String("versions", "image/versions.txt", "gokrazy module versions")
 	out := flag.String("out", "", "instance directory to write (gok's PARENT_DIR/INSTANCE)")
 	state := flag.String("state", "", "folder keeping the web interface password and machine id (default: OUT/..)")
@@ -55,13 +58,13 @@ func main() {
 	if *state == "" {
 		*state = filepath.Dir(*out)
 	}
-	if err := run(*arch, *cfgPath, *versions, *out, *state, *repo); err != nil {
+	if err := run(*arch, *cfgPath, *overlay, *versions, *out, *state, *repo); err != nil {
 		fmt.Fprintln(os.Stderr, "mkinstance:", err)
 		os.Exit(1)
 	}
 }
 
-func run(arch, cfgPath, versionsPath, out, state, repo string) error {
+func run(arch, cfgPath, overlayPath, versionsPath, out, state, repo string) error {
 	v, ok := variants[arch]
 	if !ok {
 		return fmt.Errorf("unknown -arch %q (rpi or amd64)", arch)
@@ -84,6 +87,21 @@ func run(arch, cfgPath, versionsPath, out, state, repo string) error {
 	}
 	if err := apply(cfg, v, pw, machineID); err != nil {
 		return err
+	}
+	if overlayPath != "" {
+		b, err := os.ReadFile(overlayPath)
+		if err != nil {
+			return fmt.Errorf("read overlay: %w", err)
+		}
+		var patch any
+		if err := json.Unmarshal(b, &patch); err != nil {
+			return fmt.Errorf("decode %s: %w", overlayPath, err)
+		}
+		merged, ok := mergePatch(cfg, patch).(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: not a JSON object", overlayPath)
+		}
+		cfg = merged
 	}
 	pins, err := readVersions(versionsPath)
 	if err != nil {
@@ -166,6 +184,28 @@ func apply(cfg map[string]any, v variant, password, machineID string) error {
 	pc[randomdPkg] = rc
 	cfg["PackageConfig"] = pc
 	return nil
+}
+
+// mergePatch applies a JSON merge patch (RFC 7386) to target and returns
+// the result: a patch object merges into a target object key by key (null
+// removes the key), anything else replaces the target.
+func mergePatch(target, patch any) any {
+	p, ok := patch.(map[string]any)
+	if !ok {
+		return patch
+	}
+	t, ok := target.(map[string]any)
+	if !ok {
+		t = map[string]any{}
+	}
+	for k, v := range p {
+		if v == nil {
+			delete(t, k)
+			continue
+		}
+		t[k] = mergePatch(t[k], v)
+	}
+	return t
 }
 
 // secret returns the content of path, creating it with n random bytes in

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/arkbox/arkbox/appliance/config"
 )
 
 func TestRunVariants(t *testing.T) {
@@ -20,7 +22,7 @@ func TestRunVariants(t *testing.T) {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
 			out := filepath.Join(dir, tc.arch, "arkbox")
-			if err := run(tc.arch, filepath.Join(repo, "config.json"), filepath.Join(repo, "image", "versions.txt"), out, dir, repo); err != nil {
+			if err := run(tc.arch, filepath.Join(repo, "config.json"), "", filepath.Join(repo, "image", "versions.txt"), out, dir, repo); err != nil {
 				t.Fatal(err)
 			}
 			var cfg map[string]any
@@ -49,7 +51,7 @@ func TestRunVariants(t *testing.T) {
 			}
 		})
 	}
-	if err := run("sparc", filepath.Join(repo, "config.json"), "", t.TempDir(), t.TempDir(), repo); err == nil {
+	if err := run("sparc", filepath.Join(repo, "config.json"), "", "", t.TempDir(), t.TempDir(), repo); err == nil {
 		t.Error("unknown arch accepted")
 	}
 }
@@ -63,5 +65,106 @@ func TestSecretIsKept(t *testing.T) {
 	b, _ := secret(p, 20)
 	if a != b || len(a) != 20 {
 		t.Errorf("%q then %q", a, b)
+	}
+}
+
+func TestMergePatch(t *testing.T) {
+	for _, tc := range []struct{ target, patch, want string }{
+		{`{"a":"b"}`, `{"a":"c"}`, `{"a":"c"}`},
+		{`{"a":"b"}`, `{"b":"c"}`, `{"a":"b","b":"c"}`},
+		{`{"a":"b"}`, `{"a":null}`, `{}`},
+		{`{"a":["b"]}`, `{"a":["c","d"]}`, `{"a":["c","d"]}`},
+		{`{"a":{"b":"c","d":"e"}}`, `{"a":{"d":null,"f":"g"}}`, `{"a":{"b":"c","f":"g"}}`},
+		{`{"a":"b"}`, `{"a":{"c":1}}`, `{"a":{"c":1}}`},
+		{`["a"]`, `{"a":"b"}`, `{"a":"b"}`},
+	} {
+		var target, patch, want any
+		json.Unmarshal([]byte(tc.target), &target)
+		json.Unmarshal([]byte(tc.patch), &patch)
+		json.Unmarshal([]byte(tc.want), &want)
+		if got := mergePatch(target, patch); !reflect.DeepEqual(got, want) {
+			t.Errorf("mergePatch(%s, %s) = %v; want %s", tc.target, tc.patch, got, tc.want)
+		}
+	}
+}
+
+// TestVMTestOverlay: the boot test's image runs serve with the flags of
+// the product plus adoption and the test's initial configuration, which
+// serve's configuration reader accepts.
+func TestVMTestOverlay(t *testing.T) {
+	repo := filepath.Join("..", "..")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "amd64", "arkbox")
+	if err := run("amd64", filepath.Join(repo, "config.json"), filepath.Join(repo, "image", "vmtest", "overlay.json"),
+		filepath.Join(repo, "image", "versions.txt"), out, dir, repo); err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		PackageConfig map[string]struct {
+			CommandLineFlags  []string
+			ExtraFileContents map[string]string
+			DontStart         bool
+		}
+		SerialConsole string
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "config.json"))
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	pc := cfg.PackageConfig["github.com/arkbox/arkbox/appliance/cmd/arkbox"]
+	flags := strings.Join(pc.CommandLineFlags, " ")
+	for _, want := range []string{"serve", "--repo=/perm/arkbox", "--disk-mounts=/perm/arkbox/disks", "--adopt-blank-disks=3", "--init-config=/etc/arkbox/init.json"} {
+		if !strings.Contains(flags, want) {
+			t.Errorf("flags %q lack %s", flags, want)
+		}
+	}
+	if pc.DontStart || cfg.SerialConsole != "ttyS0,115200" {
+		t.Errorf("config %+v", cfg)
+	}
+	init := pc.ExtraFileContents["/etc/arkbox/init.json"]
+	c, err := config.Parse([]byte(init), "/perm/arkbox")
+	if err != nil {
+		t.Fatalf("the initial configuration does not load: %v\n%s", err, init)
+	}
+	if c.Services.SFTP.Addr != ":22" || c.Shares[0].Snapshots[0].Schedule != "every 1m" {
+		t.Errorf("initial configuration %+v", c)
+	}
+	if _, ok := cfg.PackageConfig["github.com/gokrazy/gokrazy/cmd/randomd"].ExtraFileContents["/etc/machine-id"]; !ok {
+		t.Error("the overlay lost the machine id")
+	}
+}
+
+// TestProductConfig: the product image starts serve with its data on
+// /perm and its pool on mounted disks, and never adopts a disk by itself.
+func TestProductConfig(t *testing.T) {
+	var cfg struct {
+		PackageConfig map[string]struct {
+			CommandLineFlags  []string
+			ExtraFileContents map[string]string
+			DontStart         bool
+		}
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	pc := cfg.PackageConfig["github.com/arkbox/arkbox/appliance/cmd/arkbox"]
+	flags := strings.Join(pc.CommandLineFlags, " ")
+	if pc.DontStart || !strings.HasPrefix(flags, "serve ") || !strings.Contains(flags, "--repo=/perm/") ||
+		!strings.Contains(flags, "--disk-mounts=/perm/") || !strings.Contains(flags, "--init-config=/etc/arkbox/init.json") {
+		t.Errorf("arkbox is not started as the appliance: DontStart %v, flags %q", pc.DontStart, flags)
+	}
+	c, err := config.Parse([]byte(pc.ExtraFileContents["/etc/arkbox/init.json"]), "/perm/arkbox")
+	if err != nil {
+		t.Fatalf("the initial configuration does not load: %v", err)
+	}
+	if c.Services.SFTP.Addr != ":22" || !c.Services.SFTP.Enabled {
+		t.Errorf("SFTP does not listen on every address: %+v", c.Services.SFTP)
+	}
+	if strings.Contains(flags, "adopt") {
+		t.Errorf("the product adopts disks without being asked: %q", flags)
 	}
 }

@@ -189,6 +189,28 @@ func (h *Home) Close() error {
 	return err
 }
 
+// ReadDiskDirs returns the disk folders of the pool of the home folder at
+// dir, from its home.json, without opening anything: the appliance mounts
+// them before Open. It returns nil for a home whose objects are in a plain
+// directory, and an error matching ErrNoHome when there is no home.json.
+func ReadDiskDirs(dir string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, FileName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("home: %s: %w", dir, ErrNoHome)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("home: %w", err)
+	}
+	var cfg Config
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil, fmt.Errorf("home: %s: %w", filepath.Join(dir, FileName), err)
+	}
+	if cfg.Store != "pool" {
+		return nil, nil
+	}
+	return absDisks(dir, cfg.Disks), nil
+}
+
 // DiskDirs returns the folders that hold the objects.
 func (h *Home) DiskDirs() []string {
 	if h.Config.Store == "dir" {
