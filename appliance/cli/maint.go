@@ -11,9 +11,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/maint"
 	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/repo"
+	"github.com/arkbox/arkbox/storage/sharefs"
 	"github.com/arkbox/arkbox/storage/tree"
 )
 
@@ -121,7 +123,11 @@ func cmdPrune(ctx context.Context, e *env, args []string) error {
 
 func runPrune(ctx context.Context, e *env, r *repo.Repository, dry, asJSON bool) error {
 	prog, stop := phaseProgress(e)
-	rep, err := maint.Prune(ctx, r, maint.PruneOptions{DryRun: dry, Logger: e.log, Progress: prog})
+	// The live shares of a served data folder are roots too.
+	rep, err := maint.Prune(ctx, r, maint.PruneOptions{DryRun: dry, Logger: e.log, Progress: prog,
+		Roots: func(ctx context.Context, markTree, markData func(blob.ID) error) error {
+			return sharefs.LiveRoots(ctx, r.Catalog().DB(), markTree, markData)
+		}})
 	stop()
 	if err != nil {
 		return err

@@ -30,6 +30,7 @@ import (
 	"github.com/arkbox/arkbox/appliance/schedule"
 	"github.com/arkbox/arkbox/appliance/users"
 	"github.com/arkbox/arkbox/services/sftp"
+	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/crypto"
 	"github.com/arkbox/arkbox/storage/home"
 	"github.com/arkbox/arkbox/storage/maint"
@@ -610,7 +611,9 @@ func (w *worker) prune(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
 	var rep *maint.PruneReport
 	err := w.shares.Exclusive(func() error {
 		var err error
-		rep, err = maint.Prune(ctx, w.r, maint.PruneOptions{Logger: w.log})
+		rep, err = maint.Prune(ctx, w.r, maint.PruneOptions{Logger: w.log, Roots: func(ctx context.Context, markTree, markData func(blob.ID) error) error {
+			return sharefs.LiveRoots(ctx, w.h.Catalog.DB(), markTree, markData)
+		}})
 		return err
 	})
 	if err != nil {

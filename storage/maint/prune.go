@@ -21,6 +21,10 @@ type PruneOptions struct {
 	RepackPercent float64
 	Logger        *slog.Logger
 	Progress      func(phase string, done, total int)
+	// Roots, if set, reports more roots than the snapshots (the live
+	// shares): every tree it passes to markTree is kept with all it
+	// reaches, every data blob it passes to markData is kept.
+	Roots func(ctx context.Context, markTree, markData func(blob.ID) error) error
 	// crashAfter is a test hook: stop (as if killed) after the named step.
 	crashAfter string
 }
@@ -88,6 +92,15 @@ func Prune(ctx context.Context, r *repo.Repository, opt PruneOptions) (*PruneRep
 		prog("mark", i, len(snaps))
 		if err := markTree(ctx, trees, marks, sn.Tree); err != nil {
 			return nil, fmt.Errorf("prune: snapshot %s: %w (nothing was deleted; run `arkbox check`)", sn.ID.Short(), err)
+		}
+	}
+	if opt.Roots != nil {
+		prog("mark live data", 0, 0)
+		err := opt.Roots(ctx,
+			func(id blob.ID) error { return markTree(ctx, trees, marks, id) },
+			func(id blob.ID) error { _, err := marks.Mark(blob.Data, id); return err })
+		if err != nil {
+			return nil, fmt.Errorf("prune: %w (nothing was deleted)", err)
 		}
 	}
 	if err := marks.Flush(); err != nil {
