@@ -137,7 +137,7 @@ func TestServeFirstStartAndRestart(t *testing.T) {
 	got, err := io.ReadAll(g)
 	g.Close()
 	if err != nil || !bytes.Equal(got, data) {
-		t.Fatalf("after restart: %d bytes (%v), want %d", len(got), err, len(data))
+		t.Fatalf("after restart: %d bytes (%v), want %d\nlog:\n%s", len(got), err, len(data), r.log)
 	}
 	if _, err := dialSFTPErr(r.addr, "admin", "wrong password"); err == nil {
 		t.Error("wrong password accepted")
