@@ -30,6 +30,8 @@
 #   ARKBOX_BENCH_SFTP_FILES  number of small files (default 10000, --quick 2000)
 #   ARKBOX_BENCH_CIPHER      SSH cipher for both servers (default: what sftp negotiates,
 #                            chacha20-poly1305@openssh.com)
+#   ARKBOX_BENCH_SFTP_OPTS   more sftp options for both servers, split at spaces
+#                            (e.g. "-B 32768": the write size OpenSSH's sftp uses with arkbox)
 #   ARKBOX_BIN               use this arkbox binary instead of building ./appliance/cmd/arkbox
 set -euo pipefail
 
@@ -70,6 +72,7 @@ else
 	NSMALL=${ARKBOX_BENCH_SFTP_FILES:-10000}
 fi
 CIPHER=${ARKBOX_BENCH_CIPHER:-}
+read -r -a EXTRA_OPTS <<<"${ARKBOX_BENCH_SFTP_OPTS:-}"
 # The passphrase and the profile are the server's own business: the CLI
 # commands below reach it through its control socket.
 unset ARKBOX_PASSWORD ARKBOX_REPO ARKBOX_CPUPROFILE
@@ -146,6 +149,7 @@ ssh_opts() {
 		-o PreferredAuthentications=publickey -o BatchMode=yes -o StrictHostKeyChecking=no
 		-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20)
 	if [ -n "$CIPHER" ]; then SSHOPTS+=(-o "Ciphers=$CIPHER"); fi
+	SSHOPTS+=("${EXTRA_OPTS[@]}")
 }
 # negotiated SERVER: the cipher a login to SERVER negotiates (an untimed login).
 negotiated() {
@@ -436,7 +440,7 @@ timed() {
 upload() {
 	local srv=$1 ds=$2 src=$3 dst=$4 put=$5 bytes=$6 files=$7
 	local log=$W/logs/run$r-$ds-$srv.log batch=$W/batch-$ds-$srv
-	local t0 t1 size0 size1 up_wall up_cpu others commit_wall peak=- stored=-
+	local t0 tm t1 size0 size1 up_wall up_cpu others commit_wall peak=- stored=-
 	printf '%s %s %s\n' "$put" "$src" "$dst" >"$batch"
 	ssh_opts "$srv"
 	sync
@@ -447,6 +451,7 @@ upload() {
 	t0=$(server_ticks "$srv")
 	timed "$log" sftp "${SSHOPTS[@]}" -b "$batch" "$(login_of "$srv")"
 	up_wall=$T_WALL up_cpu=$(awk -v u="$T_USER" -v s="$T_SYS" 'BEGIN {print u + s}') others=$T_OTHERS
+	tm=$(server_ticks "$srv")
 	if [ "$srv" = arkbox ]; then
 		: >"$W/snapshot.json"
 		timed "$W/snapshot.json" "$ARK" snapshot backups --repo "$DATA" --json
@@ -463,14 +468,16 @@ upload() {
 		commit_wall=$T_WALL
 	fi
 	t1=$(server_ticks "$srv")
-	local srv_cpu
-	srv_cpu=$(awk -v t="$((t1 - t0))" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$ds" "$srv" "$up_wall" "$up_cpu" "$srv_cpu" \
-		"$commit_wall" "$peak" "$stored" "$others" "$bytes" "$files" >>"$W/results.tsv"
+	local srv_up srv_then
+	srv_up=$(awk -v t="$((tm - t0))" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+	srv_then=$(awk -v t="$((t1 - tm))" -v hz="$CLK_TCK" 'BEGIN {printf "%.2f", t / hz}')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$ds" "$srv" "$up_wall" "$up_cpu" "$srv_up" \
+		"$commit_wall" "$peak" "$stored" "$others" "$bytes" "$files" "$srv_then" >>"$W/results.tsv"
 	local line
-	line=$(awk -v w="$up_wall" -v c="$commit_wall" -v b="$bytes" -v f="$files" -v sc="$srv_cpu" -v what="$([ "$srv" = arkbox ] && echo snapshot || echo sync)" \
+	line=$(awk -v w="$up_wall" -v c="$commit_wall" -v b="$bytes" -v f="$files" -v su="$srv_up" -v st="$srv_then" \
+		-v what="$([ "$srv" = arkbox ] && echo snapshot || echo sync)" \
 		'BEGIN {printf "upload %6.2f s %7.1f MB/s", w, b / w / 1e6; if (f > 1) printf " %5.0f files/s", f / w
-		printf "  %s %6.2f s  server cpu %6.2f s", what, c, sc}')
+		printf "  %s %6.2f s  server cpu %.2f + %.2f s", what, c, su, st}')
 	[ "$peak" = - ] || line="$line  rss $((peak / 1024)) MiB"
 	[ "$stored" = - ] || line="$line  stored $(awk -v b="$stored" 'BEGIN {printf "%.1f", b / 1048576}') MiB"
 	say "run $r/$RUNS $(printf '%-7s %-7s' "$ds" "$srv") $line  (others $others cores)"
@@ -565,7 +572,7 @@ fi
 OUT=$BENCH/out/sftp-$STAMP
 {
 	echo "SFTP ingest, $RUNS run(s), $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) cores ($(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)); load average at start $LOAD0"
-	echo "arkbox $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown); client $(ssh -V 2>&1 | cut -d, -f1); cipher: arkbox $CIPHER_ARKBOX, OpenSSH $CIPHER_OPENSSH"
+	echo "arkbox $(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo unknown); client $(ssh -V 2>&1 | cut -d, -f1); cipher: arkbox $CIPHER_ARKBOX, OpenSSH $CIPHER_OPENSSH${EXTRA_OPTS[*]:+; sftp options: ${EXTRA_OPTS[*]}}"
 	echo
 	awk -F '\t' -v runs="$RUNS" -v rssfile="$W/rss.tsv" -v againfile="$W/again.tsv" -v hwmreset="$HWM_RESETS" \
 		-v lrandom="$BIG_MIB MiB incompressible, 1 file" \
