@@ -147,7 +147,7 @@ END {
 	print "arkbox/OpenSSH: arkbox's throughput ÷ OpenSSH's in the same run (uploads back to back), median over the runs."
 	print "then s: what makes the upload durable — arkbox: `arkbox snapshot backups` (upload finished → snapshot"
 	print "committed); OpenSSH: `sync`. end-to-end MB/s: bytes ÷ (upload s + then s)."
-	print "server CPU s: user + system CPU of `arkbox serve`, or of OpenSSH's session processes, during the upload and"
+	print "server CPU s: user + system CPU of `arkbox serve`, or of OpenSSH's per-connection processes, during the upload and"
 	print "during then (the kernel's write-back is nobody's)."
 	print "stored MiB: growth of arkbox's repository (pool disk folders, 2+1), measured after the snapshot."
 	if (hwmreset == 1) print "peak RSS MiB: VmHWM of `arkbox serve` over that upload and its snapshot (reset before each upload)."

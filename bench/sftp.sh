@@ -390,13 +390,13 @@ cpu_busy() { awk '$1 == "cpu" {printf "%.0f\n", $2 + $3 + $4 + $7 + $8 + $9}' /p
 CLK_TCK=$(getconf CLK_TCK)
 
 # server_ticks SERVER: CPU ticks used so far by the server. arkbox: the serve
-# process. OpenSSH: sshd's reaped children (one session process per login).
+# process. OpenSSH: sshd's reaped children (one process per login).
 server_ticks() {
 	if [ "$1" = arkbox ]; then
 		awk '{print $14 + $15}' "/proc/$APID/stat"
 	else
 		local i
-		# A session is counted once sshd has reaped it.
+		# A connection is counted once sshd has reaped its process.
 		for i in $(seq 50); do
 			[ -z "$(ps -o pid= --ppid "$SPID")" ] && break
 			sleep 0.1
