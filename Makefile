@@ -36,10 +36,12 @@ FUZZTIME ?= 20s
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
 
-# Side-by-side benchmark against restic and kopia on real data.
+# Side-by-side benchmarks: backups against restic and kopia, offsite sync
+# against rclone, SFTP ingest against OpenSSH's sftp-server (bench/README.md).
 bench: build
 	./bench/run.sh $(BENCHFLAGS)
 	./bench/replicate.sh
+	./bench/sftp.sh
 
 # The gokrazy images (bin/arkbox-rpi.img, bin/arkbox-amd64.img), see doc/image.md.
 image: vm-deps
