@@ -9,9 +9,9 @@
 // the target lacks oldest kind first (packs, indexes, keys, config,
 // snapshots), finishing each kind before the next. Objects travel as they
 // are stored: ciphertext, never decrypted or re-encrypted. Every upload is
-// checked by the target against the object's SHA-256 (its name), then its
-// size is confirmed; failures are retried with backoff. Objects the box no
-// longer has are deleted on the target only after a grace period, newest
+// checked on the target (S3 against the object's SHA-256, its name; SFTP
+// by size before the rename); failures are retried with backoff. Objects
+// the box no longer has are deleted on the target only after a grace period, newest
 // kind first, and never on an append-only target. The target's inventory
 // is cached in a state file, so a sync with nothing to send lists only the
 // local side.
@@ -454,14 +454,9 @@ func uploadOne(ctx context.Context, local, remote objstore.Store, o objstore.Inf
 		}
 		// A stalled transfer is abandoned.
 		actx, cancel := context.WithTimeout(ctx, opt.Timeout+time.Duration(len(data)/32)*time.Millisecond)
+		// Put returns only when the target holds the whole object: S3
+		// checks its SHA-256, SFTP its size before the rename.
 		err = remote.Put(actx, o.Kind, o.ID, data)
-		if err == nil {
-			var info objstore.Info
-			info, err = remote.Stat(actx, o.Kind, o.ID)
-			if err == nil && info.Size != int64(len(data)) {
-				err = fmt.Errorf("the target holds %d bytes, want %d", info.Size, len(data))
-			}
-		}
 		cancel()
 		if err == nil {
 			return int64(len(data)), nil

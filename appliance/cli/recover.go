@@ -2,13 +2,10 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
-	"github.com/arkbox/arkbox/replicate"
 	"github.com/arkbox/arkbox/replicate/target"
 	"github.com/arkbox/arkbox/storage/home"
 	"github.com/arkbox/arkbox/storage/repo"
@@ -77,26 +74,10 @@ func cmdRecover(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "the copy at %s opens with this passphrase: %d snapshots\n", *from, len(sns))
 
 	// Pull every object into the pool.
-	stateDir := filepath.Join(dir, "replicate")
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return err
-	}
-	pullState := filepath.Join(stateDir, ".recover.db")
-	st, err := replicate.OpenState(pullState)
-	if err != nil {
-		return err
-	}
-	var mu sync.Mutex
-	var last replicate.Progress
-	stop := progress(e, func() string { mu.Lock(); defer mu.Unlock(); return "pulling: " + syncLine(last) })
-	rep, err := replicate.Sync(ctx, remote, h.Store, st, replicate.Options{Name: "recover", Parallel: *parallel, AppendOnly: true,
-		Logger: e.log, Progress: func(p replicate.Progress) { mu.Lock(); last = p; mu.Unlock() }})
-	stop()
-	st.Close()
+	pulled, err := copyAll(ctx, e, remote, h.Store, nil, "pull", *parallel)
 	if err != nil {
 		return fmt.Errorf("recover: pull the objects: %w (run recover again into an empty folder, or restore straight from the copy with --repo %s)", err, *from)
 	}
-	os.Remove(pullState)
 	r, err := repo.Open(ctx, h.Store, h.Catalog, pw, repo.Options{Logger: e.log, KDF: kdfFromEnv()})
 	if err != nil {
 		return err
@@ -117,10 +98,7 @@ func cmdRecover(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	if errors.Is(ctx.Err(), context.Canceled) {
-		return ctx.Err()
-	}
 	fmt.Fprintf(e.stdout, "recovered %d objects (%s) into %s: %d snapshots; %s stays its replication target %q\n",
-		rep.UploadedTotal.Objects, humanBytes(uint64(rep.UploadedTotal.Bytes)), dir, len(sns), *from, t.Name)
+		pulled.Objects, humanBytes(uint64(pulled.Bytes)), dir, len(sns), *from, t.Name)
 	return nil
 }

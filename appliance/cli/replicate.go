@@ -184,17 +184,23 @@ func addTarget(ctx context.Context, e *env, dir string, t *target.Target, check 
 	if err != nil {
 		return err
 	}
-	secrets := filepath.Join(dir, "secrets")
-	if err := os.MkdirAll(secrets, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
 		return err
 	}
-	keep := func(p *string, suffix string) error {
-		if *p == "" {
+	// keep stores a secret (the file *p names, else the environment
+	// variable env) as secrets/replicate-NAME+suffix and points *p at it.
+	keep := func(p *string, env, suffix string) error {
+		var b []byte
+		switch {
+		case *p != "":
+			var err error
+			if b, err = os.ReadFile(*p); err != nil {
+				return fmt.Errorf("target %s: %w", t.Name, err)
+			}
+		case env != "" && os.Getenv(env) != "":
+			b = []byte(os.Getenv(env))
+		default:
 			return nil
-		}
-		b, err := os.ReadFile(*p)
-		if err != nil {
-			return fmt.Errorf("target %s: %w", t.Name, err)
 		}
 		rel := filepath.Join("secrets", "replicate-"+t.Name+suffix)
 		if err := objstore.WriteFileAtomic(filepath.Join(dir, rel), b); err != nil {
@@ -203,34 +209,21 @@ func addTarget(ctx context.Context, e *env, dir string, t *target.Target, check 
 		*p = rel
 		return nil
 	}
-	if t.SecretKeyFile == "" && loc.Scheme == "s3" {
-		if v := os.Getenv("ARKBOX_S3_SECRET_KEY"); v != "" {
-			tmp := filepath.Join(secrets, ".new-secret")
-			if err := objstore.WriteFileAtomic(tmp, []byte(v)); err != nil {
-				return err
-			}
-			defer os.Remove(tmp)
-			t.SecretKeyFile = tmp
+	var secretEnv, passwordEnv string
+	switch loc.Scheme {
+	case "s3":
+		secretEnv = "ARKBOX_S3_SECRET_KEY"
+		if t.AccessKey == "" {
+			t.AccessKey = os.Getenv("ARKBOX_S3_ACCESS_KEY")
 		}
-	}
-	if t.AccessKey == "" && loc.Scheme == "s3" {
-		t.AccessKey = os.Getenv("ARKBOX_S3_ACCESS_KEY")
-	}
-	if t.PasswordFile == "" && loc.Scheme == "sftp" {
-		if v := os.Getenv("ARKBOX_SFTP_PASSWORD"); v != "" {
-			tmp := filepath.Join(secrets, ".new-password")
-			if err := objstore.WriteFileAtomic(tmp, []byte(v)); err != nil {
-				return err
-			}
-			defer os.Remove(tmp)
-			t.PasswordFile = tmp
-		}
+	case "sftp":
+		passwordEnv = "ARKBOX_SFTP_PASSWORD"
 	}
 	for _, f := range []struct {
-		p   *string
-		suf string
-	}{{&t.SecretKeyFile, ".secret"}, {&t.PasswordFile, ".password"}, {&t.KeyFile, ".key"}, {&t.CAFile, ".ca.pem"}} {
-		if err := keep(f.p, f.suf); err != nil {
+		p        *string
+		env, suf string
+	}{{&t.SecretKeyFile, secretEnv, ".secret"}, {&t.PasswordFile, passwordEnv, ".password"}, {&t.KeyFile, "", ".key"}, {&t.CAFile, "", ".ca.pem"}} {
+		if err := keep(f.p, f.env, f.suf); err != nil {
 			return err
 		}
 	}

@@ -53,6 +53,20 @@ func offsiteSource(t *testing.T, dir string) {
 	}
 }
 
+// offsiteBox starts an S3 server and makes a box (a repository holding
+// one backup of offsiteSource) in a fresh folder.
+func offsiteBox(t *testing.T) (srv *testpeer.S3Server, base, src string, ark *arkbox) {
+	t.Helper()
+	srv = testpeer.S3(t)
+	base = t.TempDir()
+	src = filepath.Join(base, "src")
+	offsiteSource(t, src)
+	ark = newArkbox(t, filepath.Join(base, "box"))
+	ark.ok("init")
+	ark.ok("backup", src)
+	return srv, base, src, ark
+}
+
 // s3Env is how the CLI reaches a versitygw.
 func s3Env(t *testing.T, srv *testpeer.S3Server) (secretFile string, flags []string) {
 	secretFile = filepath.Join(t.TempDir(), "s3.secret")
@@ -222,13 +236,7 @@ func TestReplicateS3(t *testing.T) {
 // A sync killed with SIGKILL in the middle resumes; the copy verifies.
 func TestReplicateKilled(t *testing.T) {
 	t.Parallel()
-	srv := testpeer.S3(t)
-	base := t.TempDir()
-	src := filepath.Join(base, "src")
-	offsiteSource(t, src)
-	ark := newArkbox(t, filepath.Join(base, "box"))
-	ark.ok("init")
-	ark.ok("backup", src)
+	srv, _, _, ark := offsiteBox(t)
 	_, s3flags := s3Env(t, srv)
 	url := "s3://" + srv.Endpoint + "/killed"
 	ark.ok(append([]string{"replicate", "add", "offsite", url, "--bwlimit", "3MB/s", "--parallel", "2"}, s3flags...)...)
@@ -255,14 +263,8 @@ func TestReplicateKilled(t *testing.T) {
 // onto a disk and recover a box from it.
 func TestSeedRoundTrip(t *testing.T) {
 	t.Parallel()
-	srv := testpeer.S3(t)
-	base := t.TempDir()
-	src := filepath.Join(base, "src")
-	offsiteSource(t, src)
-	ark := newArkbox(t, filepath.Join(base, "box"))
-	ark.ok("init")
-	ark.ok("backup", src)
-	secret, s3flags := s3Env(t, srv)
+	srv, base, src, ark := offsiteBox(t)
+	_, s3flags := s3Env(t, srv)
 	url := "s3://" + srv.Endpoint + "/seeded/box"
 	ark.ok(append([]string{"replicate", "add", "dc", url, "--no-check"}, s3flags...)...)
 	seed := filepath.Join(base, "seeddisk")
@@ -323,7 +325,6 @@ func TestSeedRoundTrip(t *testing.T) {
 		t.Fatalf("syncs around the seed uploaded %d objects; %d came after the seed", got, want)
 	}
 	ark.ok("replicate", "verify", "dc", "--read-data")
-	_ = secret
 
 	// Seed restore: pull the copy onto a disk at the datacenter, recover
 	// a box from the disk.

@@ -61,49 +61,64 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	return usagef("unknown seed command %q", sub)
 }
 
-// copyStats counts objects and bytes.
-type copyStats struct{ objects, bytes int64 }
-
-// copyObjects copies objs from src to dst (skipping those dst already
-// holds with the right size, so an interrupted copy resumes), with a
-// progress line and ETA. It returns what it copied now.
-func copyObjects(ctx context.Context, e *env, src, dst objstore.Store, objs []objstore.Info, what string) (copyStats, error) {
-	var total, done, copied copyStats
-	for _, o := range objs {
-		total.objects++
-		total.bytes += o.Size
+// copyAll copies objs (nil: every object) from src to dst with the sync
+// engine — packs first, snapshots last, in parallel, retried, each put
+// checked by dst, objects dst already holds skipped (so an interrupted
+// copy resumes) — showing progress labelled what. An object of objs that
+// src lacks is an error.
+func copyAll(ctx context.Context, e *env, src, dst objstore.Store, objs []objstore.Info, what string, parallel int) (replicate.KindCount, error) {
+	stateDir, err := os.MkdirTemp("", "arkbox-copy-")
+	if err != nil {
+		return replicate.KindCount{}, err
+	}
+	defer os.RemoveAll(stateDir)
+	st, err := replicate.OpenState(filepath.Join(stateDir, "state.db"))
+	if err != nil {
+		return replicate.KindCount{}, err
+	}
+	defer st.Close()
+	if objs != nil {
+		src = listOnly{src, objs}
 	}
 	var mu sync.Mutex
-	start := time.Now()
-	stop := progress(e, func() string {
-		mu.Lock()
-		defer mu.Unlock()
-		s := fmt.Sprintf("%s %d/%d objects, %s/%s", what, done.objects, total.objects, humanBytes(uint64(done.bytes)), humanBytes(uint64(total.bytes)))
-		if el := time.Since(start).Seconds(); done.bytes > 0 && el > 0 {
-			rate := float64(done.bytes) / el
-			s += fmt.Sprintf(", %s/s, ETA %s", humanBytes(uint64(rate)), (time.Duration(float64(total.bytes-done.bytes)/rate) * time.Second).Round(time.Second))
-		}
-		return s
-	})
-	defer stop()
-	for _, o := range objs {
-		if info, err := dst.Stat(ctx, o.Kind, o.ID); err != nil || info.Size != o.Size {
-			data, err := src.Get(ctx, o.Kind, o.ID)
-			if err != nil {
-				return copied, fmt.Errorf("%s %s/%s: %w", what, o.Kind, o.ID, err)
-			}
-			if err := dst.Put(ctx, o.Kind, o.ID, data); err != nil {
-				return copied, fmt.Errorf("%s %s/%s: %w", what, o.Kind, o.ID, err)
-			}
-			copied.objects++
-			copied.bytes += o.Size
-		}
-		mu.Lock()
-		done.objects++
-		done.bytes += o.Size
-		mu.Unlock()
+	var last replicate.Progress
+	stop := progress(e, func() string { mu.Lock(); defer mu.Unlock(); return what + ": " + syncLine(last) })
+	rep, err := replicate.Sync(ctx, src, dst, st, replicate.Options{Name: what, Parallel: parallel, AppendOnly: true,
+		Logger: e.log, Progress: func(p replicate.Progress) { mu.Lock(); last = p; mu.Unlock() }})
+	stop()
+	if err != nil {
+		return replicate.KindCount{}, err
 	}
-	return copied, nil
+	if rep.Vanished > 0 {
+		return rep.UploadedTotal, fmt.Errorf("%s: %d objects are missing from the source", what, rep.Vanished)
+	}
+	return rep.UploadedTotal, nil
+}
+
+// listOnly is a store that lists only the given objects.
+type listOnly struct {
+	objstore.Store
+	objs []objstore.Info
+}
+
+func (s listOnly) List(ctx context.Context, k objstore.Kind, fn func(objstore.Info) error) error {
+	for _, o := range s.objs {
+		if o.Kind == k {
+			if err := fn(o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// manifestObjects returns the objects a seed disk's manifest lists.
+func manifestObjects(m *replicate.Manifest) []objstore.Info {
+	objs := make([]objstore.Info, 0, len(m.Objects))
+	for _, o := range m.Objects {
+		objs = append(objs, objstore.Info{Kind: o.Kind, ID: o.ID, Size: o.Size})
+	}
+	return objs
 }
 
 func seedExport(ctx context.Context, e *env, c *common, name, to string) error {
@@ -143,7 +158,7 @@ func seedExport(ctx context.Context, e *env, c *common, name, to string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := copyObjects(ctx, e, local, seed, objs, "export"); err != nil {
+	if _, err := copyAll(ctx, e, local, seed, objs, "export", 4); err != nil {
 		return fmt.Errorf("%w (run the same command again to resume)", err)
 	}
 	m, err := replicate.WriteManifest(to, "target "+name, objs, time.Now())
@@ -185,44 +200,12 @@ func seedImport(ctx context.Context, e *env, c *common, from, to string, paralle
 		return err
 	}
 	defer remote.Close()
-	stateDir, err := os.MkdirTemp("", "arkbox-seed-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(stateDir)
-	st, err := replicate.OpenState(filepath.Join(stateDir, "state.db"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	var mu sync.Mutex
-	var last replicate.Progress
-	stop = progress(e, func() string { mu.Lock(); defer mu.Unlock(); return syncLine(last) })
-	rep, err := replicate.Sync(ctx, manifestStore{src, m}, remote, st, replicate.Options{Name: to, Parallel: parallel, AppendOnly: true,
-		Logger: e.log, Progress: func(p replicate.Progress) { mu.Lock(); last = p; mu.Unlock() }})
-	stop()
+	copied, err := copyAll(ctx, e, src, remote, manifestObjects(m), "import", parallel)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "imported %d objects (%s) checked against their SHA-256; %d were already there; %s holds all %d objects of the seed disk\n",
-		rep.UploadedTotal.Objects, humanBytes(uint64(rep.UploadedTotal.Bytes)), int64(len(m.Objects))-rep.UploadedTotal.Objects, to, len(m.Objects))
-	return nil
-}
-
-// manifestStore lists only the manifest's objects of a seed folder.
-type manifestStore struct {
-	*objstore.Dir
-	m *replicate.Manifest
-}
-
-func (s manifestStore) List(ctx context.Context, k objstore.Kind, fn func(objstore.Info) error) error {
-	for _, e := range s.m.Objects {
-		if e.Kind == k {
-			if err := fn(objstore.Info{Kind: e.Kind, ID: e.ID, Size: e.Size}); err != nil {
-				return err
-			}
-		}
-	}
+		copied.Objects, humanBytes(uint64(copied.Bytes)), int64(len(m.Objects))-copied.Objects, to, len(m.Objects))
 	return nil
 }
 
@@ -242,7 +225,7 @@ func seedPull(ctx context.Context, e *env, c *common, from, to string, parallel 
 	if err != nil {
 		return err
 	}
-	copied, err := copyObjects(ctx, e, remote, dst, objs, "pull")
+	copied, err := copyAll(ctx, e, remote, dst, objs, "pull", parallel)
 	if err != nil {
 		return fmt.Errorf("%w (run the same command again to resume)", err)
 	}
@@ -251,7 +234,7 @@ func seedPull(ctx context.Context, e *env, c *common, from, to string, parallel 
 		return err
 	}
 	fmt.Fprintf(e.stdout, "seed disk %s: %d objects, %s from %s (%s copied now); on the box: arkbox seed load --from DIR\n",
-		to, len(m.Objects), humanBytes(uint64(m.Bytes)), from, humanBytes(uint64(copied.bytes)))
+		to, len(m.Objects), humanBytes(uint64(m.Bytes)), from, humanBytes(uint64(copied.Bytes)))
 	return nil
 }
 
@@ -273,16 +256,12 @@ func seedLoad(ctx context.Context, e *env, c *common, from string) error {
 		return err
 	}
 	defer local.Close()
-	objs := make([]objstore.Info, 0, len(m.Objects))
-	for _, o := range m.Objects {
-		objs = append(objs, objstore.Info{Kind: o.Kind, ID: o.ID, Size: o.Size})
-	}
 	// Get checks each object against its SHA-256 on the way.
-	copied, err := copyObjects(ctx, e, src, local, objs, "load")
+	copied, err := copyAll(ctx, e, src, local, manifestObjects(m), "load", 4)
 	if err != nil {
 		return fmt.Errorf("%w (nothing that failed its check was loaded; run the same command again to resume)", err)
 	}
 	fmt.Fprintf(e.stdout, "loaded %s from the seed disk (%d objects in its manifest, each checked); the catalog picks them up at the next command\n",
-		humanBytes(uint64(copied.bytes)), len(m.Objects))
+		humanBytes(uint64(copied.Bytes)), len(m.Objects))
 	return nil
 }
