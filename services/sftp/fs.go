@@ -364,19 +364,20 @@ func (s *session) openLoc(r *sftp.Request, l *loc, write bool) (*handle, error) 
 
 // openFile opens (and with O_CREAT creates) the file at l.
 func (s *session) openFile(l *loc, fl sftp.FileOpenFlags, write bool, mode uint32) (*sharefs.File, error) {
-	in, created := l.in, false
+	in := l.in
 	switch {
 	case in == nil && (!write || !fl.Creat):
 		return nil, fs.ErrNotExist
 	case in == nil:
-		var err error
-		in, err = l.share.Create(l.parent, l.name, mode, 0, 0)
-		if errors.Is(err, fs.ErrExist) && !fl.Excl { // created meanwhile
-			in, err = l.share.Lookup(l.parent, l.name)
-		} else {
-			created = err == nil
+		_, f, err := l.share.CreateFile(l.parent, l.name, mode, 0, 0)
+		if err == nil {
+			return f, nil
 		}
-		if err != nil {
+		if !errors.Is(err, fs.ErrExist) || fl.Excl {
+			return nil, err
+		}
+		// Created meanwhile: open it.
+		if in, err = l.share.Lookup(l.parent, l.name); err != nil {
 			return nil, err
 		}
 	case write && fl.Creat && fl.Excl:
@@ -391,7 +392,7 @@ func (s *session) openFile(l *loc, fl sftp.FileOpenFlags, write bool, mode uint3
 	default:
 		return nil, syscall.EINVAL
 	}
-	return l.share.OpenFile(in.Ino, write, write && (fl.Trunc || created))
+	return l.share.OpenFile(in.Ino, write, write && fl.Trunc)
 }
 
 // createMode is the mode of a file created by an SSH_FXP_OPEN: the

@@ -43,7 +43,10 @@ type Catalog struct {
 
 // Open opens (creating if needed) the catalog at path.
 func Open(path string) (*Catalog, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// The free list is not written at each commit but rebuilt by a scan
+	// at open: a commit writes fewer pages, which the share filesystem's
+	// small transactions (one or two per file written) feel.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("catalog: open %s: in use by another arkbox process (if `arkbox serve` is running on this repository: share, user, snapshot, snapshots and jobs reach it through its data folder, --repo DIR; stop it for the other commands)", path)

@@ -2,8 +2,10 @@ package sharefs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
 	"sync"
@@ -269,7 +271,7 @@ func (c *chunkReader) chunk(ctx context.Context, i int) ([]byte, error) {
 
 // readStaging reads p at off from a staging file; past its end it reads
 // zeros (a sparse tail, or a file extended by truncation).
-func readStaging(st *os.File, p []byte, off uint64) error {
+func readStaging(st stagingFile, p []byte, off uint64) error {
 	n, err := st.ReadAt(p, int64(off))
 	if err == io.EOF {
 		clear(p[n:])
@@ -283,7 +285,7 @@ func readStaging(st *os.File, p []byte, off uint64) error {
 type stagedView struct {
 	ctx  context.Context
 	ino  uint64
-	st   *os.File
+	st   stagingFile
 	size uint64
 	// Block mode only (bs > 0).
 	bs    uint64
@@ -443,12 +445,15 @@ func putBlocks(b *bolt.Bucket, ino uint64, s bitset) error {
 	return bb.Put(inoKey(ino), s.clone())
 }
 
-// deleteInode removes inode ino and its block record.
+// deleteInode removes inode ino, its block record and inline content.
 func deleteInode(b *bolt.Bucket, ino uint64) error {
 	if bb := b.Bucket(bBlocks); bb != nil {
 		if err := bb.Delete(inoKey(ino)); err != nil {
 			return err
 		}
+	}
+	if err := putInline(b, ino, nil); err != nil {
+		return err
 	}
 	return b.Bucket(bInodes).Delete(inoKey(ino))
 }
@@ -456,8 +461,18 @@ func deleteInode(b *bolt.Bucket, ino uint64) error {
 // viewFromCatalog returns the view of a staged file that is not open, as
 // the catalog records it; close its st when done.
 func (sh *Share) viewFromCatalog(ctx context.Context, in *Inode, full bitset) (*stagedView, error) {
-	st, err := os.Open(sh.stagingPath(in.Ino))
+	inline, hasInline, err := sh.loadInline(in.Ino)
 	if err != nil {
+		return nil, fmt.Errorf("sharefs: staged content of inode %d: %w", in.Ino, err)
+	}
+	var st stagingFile
+	if hasInline {
+		st = &memStaging{data: inline}
+	} else if f, err := os.Open(sh.stagingPath(in.Ino)); err == nil {
+		st = f
+	} else if errors.Is(err, fs.ErrNotExist) && stagingOptional(in, full) {
+		st = &memStaging{} // lost before a sync: nothing was acknowledged in it
+	} else {
 		return nil, fmt.Errorf("sharefs: staging file of inode %d: %w", in.Ino, err)
 	}
 	v := &stagedView{ctx: ctx, ino: in.Ino, st: st, size: in.Size}

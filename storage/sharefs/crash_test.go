@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 func crashContent(i int) []byte {
 	r := rand.New(rand.NewPCG(uint64(i), 5))
 	n := 1 + r.IntN(700<<10)
+	if i%3 == 0 {
+		n = 1 + r.IntN(64<<10) // staged inline
+	}
 	b := make([]byte, n)
 	for j := range b {
 		b[j] = byte(r.IntN(8))
@@ -107,11 +110,15 @@ func crashChild(dir string) error {
 	out := bufio.NewWriter(os.Stdout)
 	for i := start; ; i++ {
 		name := fmt.Sprintf("f%05d", i)
-		in, err := sh.Create(RootIno, name, 0o644, 0, 0)
-		if err != nil {
-			return err
+		var f *File
+		if i%2 == 0 {
+			_, f, err = sh.CreateFile(RootIno, name, 0o644, 0, 0)
+		} else {
+			var in *Inode
+			if in, err = sh.Create(RootIno, name, 0o644, 0, 0); err == nil {
+				f, err = sh.OpenFile(in.Ino, true, true)
+			}
 		}
-		f, err := sh.OpenFile(in.Ino, true, true)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -18,8 +19,9 @@ import (
 
 // openFile is the shared state of every handle of one inode.
 type openFile struct {
-	ino  uint64
-	refs int
+	ino     uint64
+	refs    int
+	writers int // handles open for writing (under the share's mu)
 
 	// syncMu serialises what changes the catalog's record of the staged
 	// file (Sync, Truncate, staging, a snapshot's capture). io is held
@@ -30,10 +32,13 @@ type openFile struct {
 	io     sync.RWMutex
 
 	mu          sync.Mutex
-	staging     *os.File // nil while the file is clean and nobody wrote
+	staging     stagingFile // nil while the file is clean and nobody wrote
+	dirUnsynced bool        // the staging file's name is not yet durable
 	size        uint64
 	mtime       int64
-	metaDirty   bool         // size or mtime not yet persisted
+	attr        pendingAttr  // attribute changes made while open for writing
+	metaDirty   bool         // size, mtime or attr not yet persisted
+	gen         uint64       // counts changes of size, mtime and attr
 	invalidated bool         // directories above invalidated since the last snapshot
 	blocks      *blockMap    // block mode; nil when clean or staged whole
 	base        *chunkReader // the clean content (Content)
@@ -69,14 +74,19 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 	of := sh.open[ino]
 	if of == nil {
 		var (
-			in   *Inode
-			full bitset
+			in        *Inode
+			full      bitset
+			inline    []byte
+			hasInline bool
 		)
 		if err := sh.view(func(b *bolt.Bucket) error {
 			var err error
 			in, err = getInode(b, ino)
 			if err == nil && in.Staged && in.BlockSize > 0 {
 				full = loadBlocks(b, ino)
+			}
+			if err == nil && in.Staged {
+				inline, hasInline = inlineData(b, ino)
 			}
 			return err
 		}); err != nil {
@@ -91,13 +101,13 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 		}
 		of = &openFile{ino: ino, size: in.Size, mtime: in.MTime, base: newChunkReader(sh.store.cache, ino, in.Content)}
 		if in.Staged {
-			st, err := os.OpenFile(sh.stagingPath(ino), os.O_RDWR, 0)
+			st, err := sh.openStaging(in, full, inline, hasInline)
 			if err != nil {
-				return nil, fmt.Errorf("sharefs: open staging file of inode %d: %w", ino, err)
+				return nil, err
 			}
 			// Bytes past the recorded size were never acknowledged;
 			// block mode relies on the staging file ending there.
-			if fi, err := st.Stat(); err == nil && uint64(fi.Size()) > in.Size {
+			if n, err := stagingSize(st); err == nil && uint64(n) > in.Size {
 				if err := st.Truncate(int64(in.Size)); err != nil {
 					st.Close()
 					return nil, fmt.Errorf("sharefs: open staging file of inode %d: %w", ino, err)
@@ -124,8 +134,31 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 			}
 			return nil, err
 		}
+		of.writers++
 	}
 	return f, nil
+}
+
+// CreateFile makes an empty regular file and opens it for writing, in
+// one catalog transaction (Create then OpenFile takes two).
+func (sh *Share) CreateFile(parent uint64, name string, mode, uid, gid uint32) (*Inode, *File, error) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	// Staged from the start, with an empty staging file created after
+	// the transaction: until a Sync, losing it loses nothing.
+	in, err := sh.create(parent, name, &Inode{Type: tree.File, Mode: mode & tree.ModeMask, UID: uid, GID: gid, Nlink: 1, Staged: true})
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := sh.newStaging(in.Ino)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, onDisk := st.(*os.File)
+	of := &openFile{ino: in.Ino, refs: 1, writers: 1, staging: st, dirUnsynced: onDisk, mtime: in.MTime,
+		invalidated: true, base: newChunkReader(sh.store.cache, in.Ino, nil)}
+	sh.open[in.Ino] = of
+	return in, &File{sh: sh, of: of, write: true}, nil
 }
 
 // stage makes sure the file has a staging file (called with sh.mu held):
@@ -169,21 +202,19 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 		of.mu.Unlock()
 		return nil
 	}
-	if err := os.MkdirAll(sh.stagingDir(), 0o700); err != nil {
-		return fmt.Errorf("sharefs: staging folder: %w", err)
-	}
-	p := sh.stagingPath(of.ino)
-	st, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("sharefs: create staging file of inode %d: %w", of.ino, err)
-	}
-	if err := st.Sync(); err != nil {
-		st.Close()
-		os.Remove(p)
-		return fmt.Errorf("sharefs: stage inode %d: %w", of.ino, err)
-	}
-	objstore.SyncDir(sh.stagingDir())
+	// The staging file is not synced here: until a Sync records content
+	// in it, a crash that loses it loses nothing (see openStaging).
 	block := !trunc && size > 0
+	var err error
+	if block {
+		st, err = sh.createStaging(of.ino)
+	} else {
+		st, err = sh.newStaging(of.ino)
+	}
+	if err != nil {
+		return err
+	}
+	_, onDisk := st.(*os.File)
 	if trunc {
 		size = 0
 	}
@@ -208,15 +239,21 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 		if err := putBlocks(b, of.ino, nil); err != nil {
 			return err
 		}
+		if err := putInline(b, of.ino, nil); err != nil {
+			return err
+		}
 		return invalidate(b, of.ino)
 	})
 	if err != nil {
 		st.Close()
-		os.Remove(p)
+		if onDisk {
+			os.Remove(sh.stagingPath(of.ino))
+		}
 		return err
 	}
 	of.mu.Lock()
 	of.staging = st
+	of.dirUnsynced = onDisk
 	of.size = size
 	of.invalidated = true
 	if trunc {
@@ -224,6 +261,89 @@ func (sh *Share) stage(of *openFile, trunc bool) error {
 	}
 	if block {
 		of.blocks = newBlockMap(bs, size, nil)
+	}
+	of.mu.Unlock()
+	return nil
+}
+
+// createStaging creates the (new, empty) staging file of inode ino.
+func (sh *Share) createStaging(ino uint64) (*os.File, error) {
+	if err := os.MkdirAll(sh.stagingDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("sharefs: staging folder: %w", err)
+	}
+	st, err := os.OpenFile(sh.stagingPath(ino), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sharefs: create staging file of inode %d: %w", ino, err)
+	}
+	return st, nil
+}
+
+// newStaging returns the staging of a file staged whole from empty: in
+// memory up to the inline limit, else a new staging file.
+func (sh *Share) newStaging(ino uint64) (stagingFile, error) {
+	if sh.store.opt.InlineMax > 0 {
+		return &memStaging{}, nil
+	}
+	return sh.createStaging(ino)
+}
+
+// openStaging opens the staging of the staged inode in (full: its
+// recorded full blocks; inline: its content recorded in the catalog, if
+// hasInline). A staging file is created without a sync; its name becomes
+// durable at the first Sync, before the catalog records anything that
+// lives only in it. So a staging file that a crash lost held nothing
+// acknowledged when the catalog records no content in it — staged whole
+// with size 0, or in block mode with no full block — and the file is
+// empty again; otherwise its loss is an error.
+func (sh *Share) openStaging(in *Inode, full bitset, inline []byte, hasInline bool) (stagingFile, error) {
+	if hasInline {
+		return &memStaging{data: inline}, nil
+	}
+	st, err := os.OpenFile(sh.stagingPath(in.Ino), os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) && stagingOptional(in, full) {
+		if in.BlockSize == 0 {
+			return sh.newStaging(in.Ino)
+		}
+		return sh.createStaging(in.Ino)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sharefs: open staging file of inode %d: %w", in.Ino, err)
+	}
+	return st, nil
+}
+
+// stagingOptional reports whether the catalog records no content that
+// lives only in the staging file of in.
+func stagingOptional(in *Inode, full bitset) bool {
+	if in.BlockSize > 0 {
+		return len(full.trim()) == 0
+	}
+	return in.Size == 0
+}
+
+// syncStaging makes the staging file's content and name durable (called
+// with syncMu held, before the catalog records what it holds). Memory
+// staging becomes durable with the record itself.
+func (sh *Share) syncStaging(of *openFile, st stagingFile) error {
+	f, ok := st.(*os.File)
+	if !ok {
+		return nil
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	of.mu.Lock()
+	unsynced := of.dirUnsynced
+	of.mu.Unlock()
+	if !unsynced {
+		return nil
+	}
+	if err := objstore.SyncDir(sh.stagingDir()); err != nil {
+		return err
+	}
+	of.mu.Lock()
+	if of.staging == st {
+		of.dirUnsynced = false
 	}
 	of.mu.Unlock()
 	return nil
@@ -377,6 +497,9 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	if err := f.sh.invalidateOnce(of); err != nil {
 		return 0, err
 	}
+	if err := f.sh.fitInline(of, uint64(off)+uint64(len(p))); err != nil {
+		return 0, err
+	}
 	of.io.RLock()
 	n, err := of.staging.WriteAt(p, off)
 	var fill []uint64
@@ -389,6 +512,7 @@ func (f *File) WriteAt(p []byte, off int64) (int, error) {
 	}
 	of.mtime = f.sh.store.opt.Now().UnixNano()
 	of.metaDirty = true
+	of.gen++
 	of.mu.Unlock()
 	of.io.RUnlock()
 	if err != nil {
@@ -421,17 +545,45 @@ func (sh *Share) invalidateOnce(of *openFile) error {
 	return nil
 }
 
+// pendingAttr holds attribute changes to a file open for writing: like
+// its size and mtime, they are recorded with the next Sync (at the
+// latest when the last handle closes), in the same transaction.
+type pendingAttr struct {
+	mode, uid, gid *uint32
+	atime          *int64
+}
+
+// apply sets the pending attributes on in.
+func (a pendingAttr) apply(in *Inode) {
+	if a.mode != nil {
+		in.Mode = *a.mode
+	}
+	if a.uid != nil {
+		in.UID = *a.uid
+	}
+	if a.gid != nil {
+		in.GID = *a.gid
+	}
+	if a.atime != nil {
+		in.ATime = *a.atime
+	}
+}
+
 // fileRecord is what the catalog records of a staged file.
 type fileRecord struct {
 	size   uint64
 	mtime  int64
+	attr   pendingAttr
+	gen    uint64
+	inline []byte    // the content, when staged in memory; else nil
 	blocks *blockMap // block mode: clean and the full blocks
 	clean  uint64
 	full   bitset
 }
 
 func (of *openFile) recordLocked() fileRecord {
-	r := fileRecord{size: of.size, mtime: of.mtime, blocks: of.blocks}
+	r := fileRecord{size: of.size, mtime: of.mtime, attr: of.attr, gen: of.gen, blocks: of.blocks}
+	r.inline = inlineOf(of.staging, of.size)
 	if of.blocks != nil {
 		r.clean, r.full = of.blocks.clean, of.blocks.full.clone()
 	}
@@ -446,7 +598,12 @@ func (sh *Share) record(ino uint64, rec fileRecord) error {
 			return err
 		}
 		in.Size, in.MTime = rec.size, rec.mtime
+		rec.attr.apply(in)
 		in.CTime = sh.store.opt.Now().UnixNano()
+		// Inline content, or none once the staging file holds it.
+		if err := putInline(b, ino, rec.inline); err != nil {
+			return err
+		}
 		if rec.blocks != nil {
 			in.CleanSize = rec.clean
 			if err := putBlocks(b, ino, rec.full); err != nil {
@@ -470,6 +627,9 @@ func (f *File) Truncate(size int64) error {
 	if err := f.sh.invalidateOnce(of); err != nil {
 		return err
 	}
+	if err := f.sh.fitInline(of, uint64(size)); err != nil {
+		return err
+	}
 	of.syncMu.Lock()
 	defer of.syncMu.Unlock()
 	of.io.Lock()
@@ -480,9 +640,10 @@ func (f *File) Truncate(size int64) error {
 	of.size = uint64(size)
 	of.mtime = now
 	of.metaDirty = true
+	of.gen++
 	var rec fileRecord
 	if shrink {
-		rec = fileRecord{size: of.size, mtime: now, blocks: of.blocks}
+		rec = fileRecord{size: of.size, mtime: now, blocks: of.blocks, inline: inlineOf(of.staging, of.size)}
 		if bm := of.blocks; bm != nil {
 			bm.truncate(uint64(size))
 			// Only blocks already recorded may be recorded now: the
@@ -494,6 +655,9 @@ func (f *File) Truncate(size int64) error {
 	of.mu.Unlock()
 	if !shrink {
 		return nil
+	}
+	if err := f.sh.syncStaging(of, st); err != nil {
+		return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
 	}
 	if err := f.sh.record(of.ino, rec); err != nil {
 		return fmt.Errorf("sharefs: truncate inode %d: %w", of.ino, err)
@@ -525,7 +689,7 @@ func (f *File) Sync() error {
 	if st == nil {
 		return nil
 	}
-	if err := st.Sync(); err != nil {
+	if err := f.sh.syncStaging(of, st); err != nil {
 		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
 	}
 	if !dirty {
@@ -535,8 +699,9 @@ func (f *File) Sync() error {
 		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
 	}
 	of.mu.Lock()
-	if of.size == rec.size && of.mtime == rec.mtime {
+	if of.gen == rec.gen {
 		of.metaDirty = false
+		of.attr = pendingAttr{} // in the catalog now
 	}
 	if of.blocks != nil && of.blocks == rec.blocks {
 		of.blocks.durable = rec.full
@@ -580,14 +745,19 @@ func (f *File) Close() error {
 	}
 	f.closed = true
 	f.mu.Unlock()
+	sh := f.sh
+	of := f.of
 	var err error
 	if f.write {
+		// Attribute changes made from now on go to the catalog at once
+		// (when this was the last writer); those before are synced here.
+		sh.mu.Lock()
+		of.writers--
+		sh.mu.Unlock()
 		err = f.Sync()
 	}
-	sh := f.sh
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	of := f.of
 	of.refs--
 	if of.refs > 0 {
 		return err
@@ -602,22 +772,32 @@ func (f *File) Close() error {
 		sh.idle[of.ino] = sh.store.opt.Now()
 	}
 	// Unlinked while open: now it goes.
-	var gone bool
-	if e := sh.update(func(b *bolt.Bucket) error {
+	var unlinked bool
+	if e := sh.view(func(b *bolt.Bucket) error {
 		in, err := getInode(b, of.ino)
-		if errors.Is(err, ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if in.Nlink == 0 {
-			gone = true
-			return deleteInode(b, of.ino)
-		}
+		unlinked = err == nil && in.Nlink == 0
 		return nil
 	}); e != nil && err == nil {
 		err = e
+	}
+	var gone bool
+	if unlinked {
+		if e := sh.update(func(b *bolt.Bucket) error {
+			in, err := getInode(b, of.ino)
+			if errors.Is(err, ErrNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if in.Nlink == 0 {
+				gone = true
+				return deleteInode(b, of.ino)
+			}
+			return nil
+		}); e != nil && err == nil {
+			err = e
+		}
 	}
 	if gone {
 		delete(sh.idle, of.ino)
@@ -759,6 +939,9 @@ func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results ma
 			if err := putBlocks(b, ino, nil); err != nil {
 				return err
 			}
+			if err := putInline(b, ino, nil); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -771,15 +954,32 @@ func (sh *Share) commitClaimed(ctx context.Context, claimed []uint64, results ma
 // recover finds files left staged (by a crash or an unfinished commit) and
 // queues them for commit; staging files no inode claims are removed.
 func (sh *Share) recover(ctx context.Context) error {
-	staged := map[uint64]bool{}
+	// For each staged inode: where its content is. A staging file that
+	// was never synced may be missing (see openStaging); one beside
+	// inline content is a spill that was never recorded.
+	type where int
+	const (
+		inFile where = iota
+		inFileOrEmpty
+		inline
+	)
+	staged := map[uint64]where{}
 	err := sh.view(func(b *bolt.Bucket) error {
 		return b.Bucket(bInodes).ForEach(func(k, v []byte) error {
 			in, err := decodeInode(v)
 			if err != nil {
 				return err
 			}
-			if in.Staged {
-				staged[in.Ino] = true
+			if !in.Staged {
+				return nil
+			}
+			switch _, ok := inlineData(b, in.Ino); {
+			case ok:
+				staged[in.Ino] = inline
+			case stagingOptional(in, loadBlocks(b, in.Ino)):
+				staged[in.Ino] = inFileOrEmpty
+			default:
+				staged[in.Ino] = inFile
 			}
 			return nil
 		})
@@ -790,13 +990,17 @@ func (sh *Share) recover(ctx context.Context) error {
 	ents, _ := os.ReadDir(sh.stagingDir())
 	for _, e := range ents {
 		var ino uint64
-		if _, err := fmt.Sscanf(e.Name(), "%016x", &ino); err != nil || !staged[ino] {
+		if _, err := fmt.Sscanf(e.Name(), "%016x", &ino); err != nil {
+			os.Remove(filepath.Join(sh.stagingDir(), e.Name()))
+		} else if w, ok := staged[ino]; !ok || w == inline {
 			os.Remove(sh.stagingPath(ino))
 		}
 	}
-	for ino := range staged {
-		if _, err := os.Stat(sh.stagingPath(ino)); err != nil {
-			return fmt.Errorf("sharefs: share %s: inode %d is staged but its staging file is gone: %w", sh.name, ino, err)
+	for ino, w := range staged {
+		if w == inFile {
+			if _, err := os.Stat(sh.stagingPath(ino)); err != nil {
+				return fmt.Errorf("sharefs: share %s: inode %d is staged but its staging file is gone: %w", sh.name, ino, err)
+			}
 		}
 		sh.idle[ino] = time.Time{}
 	}

@@ -280,17 +280,28 @@ func runModel(t *testing.T, opt Options, checkEvery bool, seed uint64, steps int
 			modErr = os.WriteFile(mp, data, 0o644)
 			if modErr == nil {
 				in, err := f.sh.Lookup(parent, name)
-				if errors.Is(err, ErrNotExist) {
+				var fh *File
+				switch {
+				case errors.Is(err, ErrNotExist) && rng.IntN(2) == 0:
+					in, fh, err = f.sh.CreateFile(parent, name, 0o644, 0, 0)
+				case errors.Is(err, ErrNotExist):
 					in, err = f.sh.Create(parent, name, 0o644, 0, 0)
 				}
-				if err == nil {
-					var fh *File
+				if err == nil && fh == nil {
 					fh, err = f.sh.OpenFile(in.Ino, true, true)
-					if err == nil {
-						_, err = fh.WriteAt(data, 0)
-						if cerr := fh.Close(); err == nil {
-							err = cerr
-						}
+				}
+				if err == nil {
+					_, err = fh.WriteAt(data, 0)
+					if err == nil && rng.IntN(3) == 0 {
+						// Attributes set while open (as sftp put -p does)
+						// are recorded with the close.
+						mode := uint32(0o600 + rng.IntN(0o177))
+						desc += fmt.Sprintf(", chmod %o before close", mode)
+						os.Chmod(mp, os.FileMode(mode))
+						_, err = f.sh.SetAttr(in.Ino, SetAttr{Mode: &mode})
+					}
+					if cerr := fh.Close(); err == nil {
+						err = cerr
 					}
 				}
 				shErr = err

@@ -186,6 +186,7 @@ func (sh *Share) overlay(in *Inode) {
 		if of.mtime != 0 {
 			in.MTime = of.mtime
 		}
+		of.attr.apply(in)
 		of.mu.Unlock()
 	}
 }
@@ -633,6 +634,9 @@ func (sh *Share) SetAttr(ino uint64, a SetAttr) (*Inode, error) {
 			return nil, err
 		}
 	}
+	if in, ok, err := sh.setAttrOpen(ino, a); ok || err != nil {
+		return in, err
+	}
 	now := sh.store.opt.Now().UnixNano()
 	var in *Inode
 	err := sh.update(func(b *bolt.Bucket) error {
@@ -666,14 +670,60 @@ func (sh *Share) SetAttr(ino uint64, a SetAttr) (*Inode, error) {
 		return nil, err
 	}
 	sh.mu.Lock()
-	if of := sh.open[ino]; of != nil && a.MTime != nil {
+	if of := sh.open[ino]; of != nil {
 		of.mu.Lock()
-		of.mtime = a.MTime.UnixNano()
+		if a.MTime != nil {
+			of.mtime = a.MTime.UnixNano()
+		}
+		// What the catalog now holds wins over what a writer left pending.
+		of.attr = pendingAttr{}
 		of.mu.Unlock()
 	}
 	sh.mu.Unlock()
 	sh.overlay(in)
 	return in, nil
+}
+
+// setAttrOpen applies a (without a size) to a file open for writing, in
+// memory: it is recorded with the file's next Sync, at the latest when
+// its last writing handle closes — one transaction for the content and
+// the attributes, as a client that sets times and mode before closing
+// (sftp put -p, cp -p) expects to cost. ok is false when no handle writes
+// the file, and SetAttr goes to the catalog at once.
+func (sh *Share) setAttrOpen(ino uint64, a SetAttr) (in *Inode, ok bool, err error) {
+	if a.Size != nil {
+		return nil, false, nil
+	}
+	sh.mu.Lock()
+	of := sh.open[ino]
+	if of == nil || of.writers == 0 {
+		sh.mu.Unlock()
+		return nil, false, nil
+	}
+	of.mu.Lock()
+	if a.Mode != nil {
+		m := *a.Mode & tree.ModeMask
+		of.attr.mode = &m
+	}
+	if a.UID != nil {
+		of.attr.uid = a.UID
+	}
+	if a.GID != nil {
+		of.attr.gid = a.GID
+	}
+	if a.ATime != nil {
+		t := a.ATime.UnixNano()
+		of.attr.atime = &t
+	}
+	if a.MTime != nil {
+		of.mtime = a.MTime.UnixNano()
+	}
+	of.metaDirty = true
+	of.gen++
+	of.mu.Unlock()
+	sh.mu.Unlock()
+	in, err = sh.Stat(ino)
+	return in, true, err
 }
 
 // SetXattr sets an extended attribute.

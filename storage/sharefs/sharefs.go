@@ -66,6 +66,10 @@ type Options struct {
 	// committed block by block, keeping the chunks of untouched blocks
 	// (default 64 MiB); smaller files are chunked whole again.
 	BlockThreshold int64
+	// InlineMax is the size up to which a file written from empty keeps
+	// its staged content in memory and in the catalog instead of a
+	// staging file (default 64 KiB; negative: never).
+	InlineMax int
 }
 
 // StatFS reports total and free bytes for protocols' statfs/statvfs.
@@ -123,6 +127,9 @@ func Open(ctx context.Context, r *repo.Repository, cat *catalog.Catalog, staging
 	if opt.BlockThreshold <= 0 {
 		opt.BlockThreshold = 64 << 20
 	}
+	if opt.InlineMax == 0 {
+		opt.InlineMax = 64 << 10
+	}
 	if err := os.MkdirAll(stagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sharefs: staging folder %s: %w", stagingDir, err)
 	}
@@ -141,8 +148,10 @@ func Open(ctx context.Context, r *repo.Repository, cat *catalog.Catalog, staging
 			return err
 		}
 		for _, n := range names {
-			if _, err := root.Bucket(n).CreateBucketIfNotExists(bBlocks); err != nil {
-				return err
+			for _, bn := range [][]byte{bBlocks, bInline} {
+				if _, err := root.Bucket(n).CreateBucketIfNotExists(bn); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -207,7 +216,7 @@ func (s *Store) CreateShare(name string) (*Share, error) {
 		if err != nil {
 			return err
 		}
-		for _, n := range [][]byte{bInodes, bDirents, bMeta, bBlocks} {
+		for _, n := range [][]byte{bInodes, bDirents, bMeta, bBlocks, bInline} {
 			if _, err := b.CreateBucket(n); err != nil {
 				return err
 			}
@@ -347,6 +356,7 @@ var (
 	bDirents = []byte("dirents")
 	bMeta    = []byte("meta")
 	bBlocks  = []byte("blocks")
+	bInline  = []byte("inline")
 	kNextIno = []byte("next-ino")
 )
 

@@ -57,16 +57,20 @@ func (sh *Share) snapshotLocked(ctx context.Context, at time.Time, tags []string
 		}
 	}()
 	overrides := map[uint64][]tree.Chunk{}
+	attrs := map[uint64]pendingAttr{}
 	for _, f := range open {
 		cs, err := sh.capture(ctx, f.of)
 		if err != nil {
 			return nil, fmt.Errorf("sharefs: snapshot %s: capture open file %d: %w", sh.name, f.of.ino, err)
 		}
 		overrides[f.of.ino] = cs
+		f.of.mu.Lock()
+		attrs[f.of.ino] = f.of.attr
+		f.of.mu.Unlock()
 	}
 
 	sh.meta.Lock()
-	b := &treeBuilder{sh: sh, ctx: ctx, overrides: overrides}
+	b := &treeBuilder{sh: sh, ctx: ctx, overrides: overrides, attrs: attrs}
 	rootID, _, err := b.dir(RootIno)
 	if err == nil && len(b.valid) > 0 {
 		err = sh.updateNoLock(func(bk *bolt.Bucket) error {
@@ -115,7 +119,8 @@ type treeBuilder struct {
 	sh        *Share
 	ctx       context.Context
 	overrides map[uint64][]tree.Chunk
-	valid     map[uint64]blob.ID // directories whose new tree id can be cached
+	attrs     map[uint64]pendingAttr // of the files in overrides
+	valid     map[uint64]blob.ID     // directories whose new tree id can be cached
 	stats     repo.SnapshotStats
 }
 
@@ -157,6 +162,7 @@ func (b *treeBuilder) dir(ino uint64) (blob.ID, bool, error) {
 	cacheable := true
 	t := &tree.Tree{Nodes: make([]tree.Node, 0, len(ents))}
 	for _, e := range ents {
+		b.attrs[e.Inode.Ino].apply(e.Inode)
 		n := e.Inode.Node(e.Name)
 		switch e.Inode.Type {
 		case tree.Dir:
