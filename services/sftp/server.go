@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/arkbox/arkbox/storage/sharefs"
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/cpu"
 )
 
 // Authenticator checks logins; *users.Authenticator is one. Password
@@ -116,6 +118,7 @@ func New(opt Options) (*Server, error) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.access.Store(&access{opt.Auth, opt.Authz})
 	s.config = &ssh.ServerConfig{
+		Config:            ssh.Config{Ciphers: ciphers(runtime.GOARCH, cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ)},
 		ServerVersion:     "SSH-2.0-arkbox",
 		PasswordCallback:  s.password,
 		PublicKeyCallback: s.publicKey,
@@ -124,6 +127,26 @@ func New(opt Options) (*Server, error) {
 	s.config.AddHostKey(key)
 	s.log.Info("sftp: host key", "fingerprint", ssh.FingerprintSHA256(key.PublicKey()))
 	return s, nil
+}
+
+// ciphers returns the SSH ciphers the server offers on arch: every cipher
+// x/crypto/ssh implements and deems secure, except ChaCha20-Poly1305 on
+// amd64 with AES instructions (aesni). There Go's ChaCha20 has no assembly
+// and runs at a fraction of AES in hardware, and OpenSSH's client, which
+// prefers ChaCha20, then picks its next choice, AES (CTR with
+// HMAC-SHA2-ETM, or GCM). Elsewhere (arm64: assembly; no AES) it stays.
+func ciphers(arch string, aesni bool) []string {
+	all := ssh.SupportedAlgorithms().Ciphers
+	if arch != "amd64" || !aesni {
+		return all
+	}
+	out := make([]string, 0, len(all))
+	for _, c := range all {
+		if c != ssh.CipherChaCha20Poly1305 {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // SetUsers replaces the authenticator and authorizer, after the accounts

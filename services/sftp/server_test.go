@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -281,5 +282,28 @@ func TestPanicContained(t *testing.T) {
 	}
 	if !strings.Contains(f.logs.String(), "request handler panicked") {
 		t.Error("panic not logged")
+	}
+}
+
+func TestCiphers(t *testing.T) {
+	for _, tc := range []struct {
+		arch       string
+		aesni      bool
+		wantChaCha bool
+	}{
+		{"amd64", true, false},
+		{"amd64", false, true},
+		{"arm64", true, true},
+		{"arm64", false, true},
+	} {
+		got := ciphers(tc.arch, tc.aesni)
+		if slices.Contains(got, ssh.CipherChaCha20Poly1305) != tc.wantChaCha {
+			t.Errorf("%s aesni=%v: %v", tc.arch, tc.aesni, got)
+		}
+		for _, c := range []string{ssh.CipherAES128GCM, ssh.CipherAES128CTR} {
+			if !slices.Contains(got, c) {
+				t.Errorf("%s aesni=%v: %s missing from %v", tc.arch, tc.aesni, c, got)
+			}
+		}
 	}
 }
