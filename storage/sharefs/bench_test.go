@@ -68,53 +68,17 @@ func benchInPlace(b *testing.B, size int64, rewrite bool) {
 		b.Fatal(err)
 	}
 	st := &countingStore{Store: d}
-	cat, err := catalog.Open(filepath.Join(dir, "catalog.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cat.Close()
-	r, err := repo.Init(ctx, st, cat, []byte(testrepo.Passphrase), repo.Options{KDF: testrepo.FastKDF})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Close(ctx)
-	store, err := Open(ctx, r, cat, filepath.Join(dir, "staging"), Options{CommitDelay: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer store.Close(ctx)
-	sh, err := store.CreateShare("vm")
-	if err != nil {
-		b.Fatal(err)
-	}
+	sh := benchShare(b, st, dir, "vm")
 	in, err := sh.Create(RootIno, "disk.img", 0o644, 0, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	src := rand.NewChaCha8([32]byte{1})
 	rng := rand.New(src)
-	buf := make([]byte, 1<<20)
-	write := func(trunc bool) {
-		f, err := sh.OpenFile(in.Ino, true, trunc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for off := int64(0); off < size; off += int64(len(buf)) {
-			src.Read(buf)
-			if _, err := f.WriteAt(buf, off); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
-		if err := sh.CommitAll(ctx, true); err != nil {
-			b.Fatal(err)
-		}
-	}
-	write(true)
+	fill := func(p []byte) { src.Read(p) }
+	benchWrite(b, sh, in.Ino, true, size, fill)
 	if rewrite {
-		write(false)
+		benchWrite(b, sh, in.Ino, false, size, fill)
 	}
 	small := make([]byte, 4<<10)
 	read0, written0 := st.read.Load(), st.written.Load()
@@ -139,4 +103,52 @@ func benchInPlace(b *testing.B, size int64, rewrite bool) {
 	b.StopTimer()
 	b.ReportMetric(float64(st.read.Load()-read0)/float64(b.N)/(1<<20), "MiB-read/op")
 	b.ReportMetric(float64(st.written.Load()-written0)/float64(b.N)/(1<<20), "MiB-stored/op")
+}
+
+// benchShare makes a repository on st (catalog in dir), opens the share
+// store and creates share name; everything is closed when b ends.
+func benchShare(b *testing.B, st objstore.Store, dir, name string) *Share {
+	ctx := context.Background()
+	cat, err := catalog.Open(filepath.Join(dir, "catalog.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cat.Close() })
+	r, err := repo.Init(ctx, st, cat, []byte(testrepo.Passphrase), repo.Options{KDF: testrepo.FastKDF})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close(ctx) })
+	store, err := Open(ctx, r, cat, filepath.Join(dir, "staging"), Options{CommitDelay: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { store.Close(ctx) })
+	sh, err := store.CreateShare(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sh
+}
+
+// benchWrite writes size bytes made by fill into file ino by 1 MiB,
+// closes it and commits it.
+func benchWrite(b *testing.B, sh *Share, ino uint64, trunc bool, size int64, fill func([]byte)) {
+	f, err := sh.OpenFile(ino, true, trunc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		fill(buf)
+		if _, err := f.WriteAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	if err := sh.CommitAll(context.Background(), true); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -7,12 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"sort"
-	"sync"
 
 	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/chunker"
-	"github.com/arkbox/arkbox/storage/repo"
 	"github.com/arkbox/arkbox/storage/tree"
 	bolt "go.etcd.io/bbolt"
 )
@@ -197,76 +194,6 @@ func (m *blockMap) truncate(size uint64) {
 		}
 	}
 	m.clean = min(m.clean, size)
-}
-
-// chunkReader reads a file's clean content, keeping the chunk it decoded
-// last for the next read. Safe for concurrent use.
-type chunkReader struct {
-	cache   *repo.PackCache
-	ino     uint64
-	content []tree.Chunk
-	offsets []uint64 // offsets[i] = start of content[i]
-	end     uint64
-
-	mu   sync.Mutex
-	idx  int
-	data []byte
-}
-
-func newChunkReader(cache *repo.PackCache, ino uint64, content []tree.Chunk) *chunkReader {
-	c := &chunkReader{cache: cache, ino: ino, content: content, offsets: make([]uint64, len(content)), idx: -1}
-	for i, ch := range content {
-		c.offsets[i] = c.end
-		c.end += uint64(ch.Size)
-	}
-	return c
-}
-
-// readAt fills p with the content at off; bytes at or past limit read as
-// zeros.
-func (c *chunkReader) readAt(ctx context.Context, p []byte, off, limit uint64) error {
-	for len(p) > 0 {
-		if off >= limit {
-			clear(p)
-			return nil
-		}
-		i := sort.Search(len(c.offsets), func(i int) bool { return c.offsets[i] > off }) - 1
-		if i < 0 || off >= c.end {
-			return fmt.Errorf("sharefs: inode %d: offset %d outside its chunks", c.ino, off)
-		}
-		data, err := c.chunk(ctx, i)
-		if err != nil {
-			return fmt.Errorf("sharefs: read inode %d at %d: %w", c.ino, off, err)
-		}
-		n := uint64(copy(p, data[off-c.offsets[i]:]))
-		if off+n > limit {
-			clear(p[limit-off : n])
-		}
-		p, off = p[n:], off+n
-	}
-	return nil
-}
-
-func (c *chunkReader) chunk(ctx context.Context, i int) ([]byte, error) {
-	c.mu.Lock()
-	if c.idx == i {
-		data := c.data
-		c.mu.Unlock()
-		return data, nil
-	}
-	c.mu.Unlock()
-	ch := c.content[i]
-	data, err := c.cache.LoadBlob(ctx, blob.Data, ch.ID)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) != int(ch.Size) {
-		return nil, fmt.Errorf("chunk %s has %d bytes, the file lists %d", ch.ID.Short(), len(data), ch.Size)
-	}
-	c.mu.Lock()
-	c.idx, c.data = i, data
-	c.mu.Unlock()
-	return data, nil
 }
 
 // readStaging reads p at off from a staging file; past its end it reads
@@ -478,7 +405,7 @@ func (sh *Share) viewFromCatalog(ctx context.Context, in *Inode, full bitset) (*
 	v := &stagedView{ctx: ctx, ino: in.Ino, st: st, size: in.Size}
 	if in.BlockSize > 0 {
 		v.bs, v.full, v.clean = uint64(in.BlockSize), full, min(in.CleanSize, in.Size)
-		v.base = newChunkReader(sh.store.cache, in.Ino, in.Content)
+		v.base = sh.store.newChunkReader(inodeName(in.Ino), in.Content)
 	}
 	return v, nil
 }

@@ -99,7 +99,7 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 		default:
 			return nil, fmt.Errorf("sharefs: open inode %d: not a regular file: %w", ino, ErrInvalid)
 		}
-		of = &openFile{ino: ino, size: in.Size, mtime: in.MTime, base: newChunkReader(sh.store.cache, ino, in.Content)}
+		of = &openFile{ino: ino, size: in.Size, mtime: in.MTime, base: sh.store.newChunkReader(inodeName(ino), in.Content)}
 		if in.Staged {
 			st, err := sh.openStaging(in, full, inline, hasInline)
 			if err != nil {
@@ -156,7 +156,7 @@ func (sh *Share) CreateFile(parent uint64, name string, mode, uid, gid uint32) (
 	}
 	_, onDisk := st.(*os.File)
 	of := &openFile{ino: in.Ino, refs: 1, writers: 1, staging: st, dirUnsynced: onDisk, mtime: in.MTime,
-		invalidated: true, base: newChunkReader(sh.store.cache, in.Ino, nil)}
+		invalidated: true, base: sh.store.newChunkReader(inodeName(in.Ino), nil)}
 	sh.open[in.Ino] = of
 	return in, &File{sh: sh, of: of, write: true}, nil
 }

@@ -86,12 +86,13 @@ func (s *Store) StatFS() (total, free uint64, err error) {
 
 // Store holds every share of a repository.
 type Store struct {
-	repo    *repo.Repository
-	cache   *repo.PackCache
-	db      *bolt.DB
-	staging string
-	log     *slog.Logger
-	opt     Options
+	repo      *repo.Repository
+	cache     *repo.PackCache
+	readAhead chan struct{} // slots for background chunk loads
+	db        *bolt.DB
+	staging   string
+	log       *slog.Logger
+	opt       Options
 
 	// repoMu is held while a commit, a snapshot or Exclusive (prune)
 	// writes to the repository: one at a time, so that a failed upload
@@ -133,7 +134,8 @@ func Open(ctx context.Context, r *repo.Repository, cat *catalog.Catalog, staging
 	if err := os.MkdirAll(stagingDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sharefs: staging folder %s: %w", stagingDir, err)
 	}
-	s := &Store{repo: r, cache: r.NewPackCache(4), db: cat.DB(), staging: stagingDir, log: opt.Logger, opt: opt, shares: map[string]*Share{}, stop: make(chan struct{})}
+	s := &Store{repo: r, cache: r.NewPackCache(4), readAhead: make(chan struct{}, readAheadLoads), db: cat.DB(),
+		staging: stagingDir, log: opt.Logger, opt: opt, shares: map[string]*Share{}, stop: make(chan struct{})}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		root, err := tx.CreateBucketIfNotExists(bRoot)
 		if err != nil {

@@ -5,12 +5,9 @@ import (
 	"fmt"
 	"io"
 	"path"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/repo"
 	"github.com/arkbox/arkbox/storage/tree"
 )
@@ -111,13 +108,8 @@ func (sh *Share) SnapshotLookup(ctx context.Context, name, p string) (*SnapshotN
 
 // SnapshotFile reads a file of a snapshot. It is safe for concurrent use.
 type SnapshotFile struct {
-	sh      *Share
-	node    tree.Node
-	offsets []uint64
-
-	mu        sync.Mutex
-	cacheIdx  int
-	cacheData []byte
+	node tree.Node
+	r    *chunkReader
 }
 
 // SnapshotOpen opens file p of snapshot name for reading.
@@ -132,13 +124,7 @@ func (sh *Share) SnapshotOpen(ctx context.Context, name, p string) (*SnapshotFil
 	if n.Node.Type != tree.File {
 		return nil, fmt.Errorf("sharefs: snapshot %s: %s: not a regular file: %w", name, p, ErrInvalid)
 	}
-	f := &SnapshotFile{sh: sh, node: n.Node, cacheIdx: -1}
-	var off uint64
-	for _, c := range n.Node.Content {
-		f.offsets = append(f.offsets, off)
-		off += uint64(c.Size)
-	}
-	return f, nil
+	return &SnapshotFile{node: n.Node, r: sh.store.newChunkReader("snapshot "+name+" file "+p, n.Node.Content)}, nil
 }
 
 // Node returns the file's metadata.
@@ -149,32 +135,18 @@ func (f *SnapshotFile) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, ErrInvalid
 	}
-	n := 0
-	for n < len(p) {
-		pos := uint64(off) + uint64(n)
-		if pos >= f.node.Size {
-			return n, io.EOF
-		}
-		i := sort.Search(len(f.offsets), func(i int) bool { return f.offsets[i] > pos }) - 1
-		f.mu.Lock()
-		data := f.cacheData
-		if f.cacheIdx != i {
-			data = nil
-		}
-		f.mu.Unlock()
-		if data == nil {
-			var err error
-			data, err = f.sh.store.cache.LoadBlob(context.Background(), blob.Data, f.node.Content[i].ID)
-			if err != nil {
-				return n, fmt.Errorf("sharefs: read snapshot file at %d: %w", pos, err)
-			}
-			f.mu.Lock()
-			f.cacheIdx, f.cacheData = i, data
-			f.mu.Unlock()
-		}
-		n += copy(p[n:], data[pos-f.offsets[i]:])
+	size := f.node.Size
+	if uint64(off) >= size {
+		return 0, io.EOF
 	}
-	return n, nil
+	want := p[:min(uint64(len(p)), size-uint64(off))]
+	if err := f.r.readAt(context.Background(), want, uint64(off), size); err != nil {
+		return 0, fmt.Errorf("sharefs: read snapshot file at %d: %w", off, err)
+	}
+	if len(want) < len(p) {
+		return len(want), io.EOF
+	}
+	return len(want), nil
 }
 
 // Close releases the file.
