@@ -43,8 +43,8 @@ case $RUNS in '' | *[!0-9]* | 0) echo "run.sh: --runs wants a positive integer" 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 CACHE=${ARKBOX_BENCH_CACHE:-$HOME/.cache/arkbox-bench}
-RESTIC_MODULE=github.com/restic/restic
-RESTIC_VERSION=${RESTIC_VERSION:-v0.19.1}
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh" # RESTIC_MODULE, RESTIC_VERSION, build_peer
 KOPIA_MODULE=github.com/kopia/kopia
 KOPIA_VERSION=${KOPIA_VERSION:-v0.22.3}
 # Two consecutive Go releases and the dates their files are stamped with
@@ -90,22 +90,6 @@ ensure_packages() {
 
 # build_peer NAME MODULE VERSION PKG: build the module inside the module cache
 # (`go install mod@v` is refused by the proxy) and cache the binary.
-build_peer() {
-	local name=$1 mod=$2 ver=$3 pkg=$4
-	local out=$CACHE/bin/$name-$ver
-	if [ -x "$out" ]; then echo "$out"; return; fi
-	say "building $name $ver (once; cached in $out)" >&2
-	mkdir -p "$CACHE/bin"
-	local dir
-	dir=$(cd "$CACHE" && GOWORK=off GOFLAGS=-mod=mod go mod download -json "$mod@$ver" |
-		sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
-	[ -n "$dir" ] && [ -d "$dir" ] || die "go mod download $mod@$ver gave no Dir"
-	(cd "$dir" && GOWORK=off GOFLAGS=-mod=mod nice go build -trimpath -o "$out.tmp" "$pkg") ||
-		die "building $name failed"
-	mv "$out.tmp" "$out"
-	echo "$out"
-}
-
 build_binaries() {
 	RESTIC=$(build_peer restic $RESTIC_MODULE "$RESTIC_VERSION" ./cmd/restic)
 	KOPIA=$(build_peer kopia $KOPIA_MODULE "$KOPIA_VERSION" .)

@@ -12,6 +12,12 @@
 # 3. a tree of 10,000 small real files (Go sources, each ≤ 64 KiB): `put -rp`;
 # 4. the same tree again, unchanged, over the first copy: `put -rp`.
 #
+# Reading back (after 2, the file clean in arkbox's repository): `sftp get`
+# of the real-data file from each server; and the share filesystem's read
+# path without SSH (`go test -bench ReadClean` of storage/sharefs on a 2+1
+# pool, 32 KiB and 1 MiB requests) against `restic restore` of the same
+# file from a restic repository.
+#
 # Each upload is timed (`sftp -b BATCH`), then made durable and timed: on
 # arkbox `arkbox snapshot backups` (upload finished → snapshot committed), on
 # OpenSSH `sync`. Figures: MB/s, files/s, arkbox/OpenSSH throughput, CPU of
@@ -64,6 +70,9 @@ if [ -n "$PROFILE" ]; then PROFILE=$(cd "$(dirname "$PROFILE")" && pwd)/$(basena
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH=$ROOT/bench
 CACHE=${ARKBOX_BENCH_CACHE:-$HOME/.cache/arkbox-bench}
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh" # RESTIC_VERSION, build_peer
+export RESTIC_PASSWORD=${RESTIC_PASSWORD:-arkbox-bench}
 if [ $QUICK = 1 ]; then
 	BIG_MIB=${ARKBOX_BENCH_SFTP_MIB:-256}
 	NSMALL=${ARKBOX_BENCH_SFTP_FILES:-2000}
@@ -483,6 +492,44 @@ upload() {
 	say "run $r/$RUNS $(printf '%-7s %-7s' "$ds" "$srv") $line  (others $others cores)"
 }
 
+# download SERVER SRC: one timed `sftp get` of the real-data file, checked
+# against the source.
+download() {
+	local srv=$1 src=$2 log=$W/logs/run$r-get-$1.log out=$W/get-$1.tar
+	printf 'get %s %s\n' "$src" "$out" >"$W/batch-get-$srv"
+	ssh_opts "$srv"
+	rm -f "$out"
+	sync
+	timed "$log" sftp "${SSHOPTS[@]}" -b "$W/batch-get-$srv" "$(login_of "$srv")"
+	cmp "$REAL_FILE" "$out" || die "the real-data file downloaded from $srv differs"
+	rm -f "$out"
+	printf '%s\t%s\t%s\n' "$r" "$srv" "$T_WALL" >>"$W/download.tsv"
+	say "run $r/$RUNS get     $(printf '%-7s' "$srv") $(awk -v w="$T_WALL" -v b="$REAL_BYTES" 'BEGIN {printf "download %6.2f s %7.1f MB/s", w, b / w / 1e6}')  (others $T_OTHERS cores)"
+}
+
+# read_path: the share filesystem's read of the real-data file, without SSH,
+# against restic restoring it (each from its own repository on this disk).
+read_path() {
+	local log=$W/logs/run$r-read.log rr=$W/restic-restore share
+	rm -rf "$W/restic" "$rr"
+	RESTIC_REPOSITORY=$W/restic RESTIC_CACHE_DIR=$W/restic-cache "$RESTIC" init >>"$log" 2>&1 || die "restic init failed (see $log)"
+	RESTIC_REPOSITORY=$W/restic RESTIC_CACHE_DIR=$W/restic-cache "$RESTIC" backup "$REAL_FILE" >>"$log" 2>&1 ||
+		die "restic backup failed (see $log)"
+	sync
+	timed "$log" env RESTIC_REPOSITORY="$W/restic" RESTIC_CACHE_DIR="$W/restic-cache" "$RESTIC" restore latest --target "$rr"
+	local restic_wall=$T_WALL restic_others=$T_OTHERS
+	cmp "$REAL_FILE" "$rr$REAL_FILE" || die "restic restored a different file"
+	rm -rf "$rr" "$W/restic" "$W/restic-cache"
+	share=$(ARKBOX_BENCH_FILE=$REAL_FILE TMPDIR=$W "$SHAREFS_TEST" -test.run '^$' -test.bench '^BenchmarkReadClean$' \
+		-test.benchtime 1x 2>&1 | tee -a "$log" |
+		awk '/read=32KiB/ {for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") a = $i} /read=1024KiB/ {for (i = 1; i < NF; i++) if ($(i + 1) == "MB/s") b = $i}
+			END {if (a == "" || b == "") exit 1; print a, b}') || die "the share read benchmark failed (see $log)"
+	local s32 s1m
+	read -r s32 s1m <<<"$share"
+	printf '%s\t%s\t%s\t%s\n' "$r" "$restic_wall" "$s32" "$s1m" >>"$W/read.tsv"
+	say "run $r/$RUNS read    restic restore $(awk -v w="$restic_wall" -v b="$REAL_BYTES" 'BEGIN {printf "%.2f s %.1f MB/s", w, b / w / 1e6}') (others $restic_others cores); arkbox share read $s32 MB/s by 32 KiB, $s1m MB/s by 1 MiB"
+}
+
 # verify_plain: the OpenSSH copies equal the sources (untimed).
 verify_plain() {
 	cmp "$RANDOM_FILE" "$PLAIN/random.bin" || die "OpenSSH copy of the random file differs"
@@ -494,6 +541,7 @@ verify_plain() {
 
 ensure_tools
 build_arkbox
+RESTIC=$(build_peer restic github.com/restic/restic "$RESTIC_VERSION" ./cmd/restic)
 prepare_data
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 W=$(mktemp -d "${TMPDIR:-/tmp}/arkbox-bench-sftp.XXXXXX")
@@ -501,6 +549,11 @@ mkdir -p "$W/logs" "$BENCH/out"
 : >"$W/results.tsv"
 : >"$W/rss.tsv"
 : >"$W/again.tsv"
+: >"$W/download.tsv"
+: >"$W/read.tsv"
+say "building the share read benchmark"
+(cd "$ROOT" && go test -c -o "$W/sharefs.test" ./storage/sharefs) || die "building storage/sharefs's test binary failed"
+SHAREFS_TEST=$W/sharefs.test
 PROFILES=()
 start_sshd
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -534,6 +587,11 @@ for ((r = 1; r <= RUNS; r++)); do
 		if [ "$s" = arkbox ]; then d=/backups; else d=$PLAIN; fi
 		upload "$s" real "$REAL_FILE" "$d/real.tar" "put -p" "$REAL_BYTES" 1
 	done
+	for s in "${ORDER[@]}"; do
+		if [ "$s" = arkbox ]; then d=/backups; else d=$PLAIN; fi
+		download "$s" "$d/real.tar"
+	done
+	read_path
 	# `put -r DIR FOLDER` into an existing folder makes FOLDER/small-N; the second
 	# time it writes over the files of the first.
 	for s in "${ORDER[@]}"; do
@@ -580,6 +638,9 @@ OUT=$BENCH/out/sftp-$STAMP
 		-v lsmall="$SMALL_FILES small files, $(mb "$SMALL_BYTES") MB" \
 		-v lagain="the same tree again, unchanged" \
 		-f "$BENCH/sftp-report.awk" "$W/results.tsv"
+	echo
+	awk -F '\t' -v runs="$RUNS" -v bytes="$REAL_BYTES" -v label="$BIG_MIB MiB real data (tar), 1 file" \
+		-v readfile="$W/read.tsv" -f "$BENCH/read-report.awk" "$W/download.tsv"
 } | tee "$OUT.md"
 cp "$W/results.tsv" "$OUT.tsv"
 say "results: bench/out/$(basename "$OUT").{md,tsv}"
