@@ -41,12 +41,26 @@ type Catalog struct {
 	path string
 }
 
-// Open opens (creating if needed) the catalog at path.
-func Open(path string) (*Catalog, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+// ErrInUse is returned when another process holds the catalog open.
+var ErrInUse = errors.New("in use by another arkbox process")
+
+// DefaultWait is how long Open waits for another process to let go of the
+// catalog.
+const DefaultWait = 5 * time.Second
+
+// Open opens (creating if needed) the catalog at path, waiting up to
+// DefaultWait for another process that holds it.
+func Open(path string) (*Catalog, error) { return OpenWait(path, DefaultWait) }
+
+// OpenWait is Open waiting up to wait for another process that holds the
+// catalog; with wait 0 it tries once. It fails with an error matching
+// ErrInUse when the catalog stays held.
+func OpenWait(path string, wait time.Duration) (*Catalog, error) {
+	// bbolt waits forever for a zero timeout and tries once for a tiny one.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: max(wait, time.Nanosecond)})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("catalog: open %s: in use by another arkbox process (if `arkbox serve` is running on this repository: share, user, snapshot, snapshots and jobs reach it through its data folder, --repo DIR; stop it for the other commands)", path)
+			return nil, fmt.Errorf("catalog: open %s: %w (if `arkbox serve` runs on this repository: the commands that only read it work beside it, and share, user, snapshot, snapshots and jobs reach it through its data folder, --repo DIR; stop it for the other commands)", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("catalog: open %s: %w", path, err)
 	}

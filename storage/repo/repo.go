@@ -338,10 +338,14 @@ func (r *Repository) syncCatalog(ctx context.Context) error {
 			return fmt.Errorf("repo: reset catalog: %w", err)
 		}
 	}
-	if err := r.syncIndexes(ctx); err != nil {
+	// Snapshots first: a snapshot object is written after the index
+	// objects of its data, so indexes listed after it cover every
+	// snapshot seen, even while another process writes (a reader beside
+	// a running server).
+	if err := r.syncSnapshots(ctx); err != nil {
 		return err
 	}
-	return r.syncSnapshots(ctx)
+	return r.syncIndexes(ctx)
 }
 
 func (r *Repository) syncIndexes(ctx context.Context) error {
