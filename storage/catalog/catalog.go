@@ -252,35 +252,57 @@ type PackInfo struct {
 // AddIndex records an index object and everything it lists, in one
 // transaction. An already recorded index is skipped.
 func (c *Catalog) AddIndex(indexID objstore.ID, packs []IndexedPack) error {
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		ib := tx.Bucket(bIndexes)
-		if ib.Get(indexID[:]) != nil {
-			return nil
-		}
-		list := make([]byte, 0, 32*len(packs))
-		pb, bb, pbb := tx.Bucket(bPacks), tx.Bucket(bBlobs), tx.Bucket(bPackBlobs)
-		for _, p := range packs {
-			list = append(list, p.ID[:]...)
-			var raw uint64
-			if err := pbb.Put(p.ID[:], encodePackBlobs(p.Blobs)); err != nil {
-				return err
-			}
-			for _, e := range p.Blobs {
-				raw += uint64(e.RawLength)
-				if err := bb.Put(blobKey(e.Type, e.ID), encodeLoc(BlobLoc{Pack: p.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})); err != nil {
-					return err
-				}
-			}
-			if err := pb.Put(p.ID[:], encodePackInfo(PackInfo{Index: indexID, Size: p.Size, Blobs: uint32(len(p.Blobs)), Raw: raw})); err != nil {
-				return err
-			}
-		}
-		return ib.Put(indexID[:], list)
-	})
-	if err != nil {
+	if err := c.db.Update(func(tx *bolt.Tx) error { return addIndexTx(tx, indexID, packs) }); err != nil {
 		return fmt.Errorf("catalog: add index %s: %w", indexID.Short(), err)
 	}
 	return nil
+}
+
+// ReplaceIndex replaces every index, pack and blob entry (snapshots stay)
+// with the packs of the given index objects, in one transaction: readers
+// see the old index or the new one.
+func (c *Catalog) ReplaceIndex(indexes map[objstore.ID][]IndexedPack) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		if err := clearIndexTx(tx); err != nil {
+			return err
+		}
+		for id, packs := range indexes {
+			if err := addIndexTx(tx, id, packs); err != nil {
+				return fmt.Errorf("index %s: %w", id.Short(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: replace the blob index: %w", err)
+	}
+	return nil
+}
+
+func addIndexTx(tx *bolt.Tx, indexID objstore.ID, packs []IndexedPack) error {
+	ib := tx.Bucket(bIndexes)
+	if ib.Get(indexID[:]) != nil {
+		return nil
+	}
+	list := make([]byte, 0, 32*len(packs))
+	pb, bb, pbb := tx.Bucket(bPacks), tx.Bucket(bBlobs), tx.Bucket(bPackBlobs)
+	for _, p := range packs {
+		list = append(list, p.ID[:]...)
+		var raw uint64
+		if err := pbb.Put(p.ID[:], encodePackBlobs(p.Blobs)); err != nil {
+			return err
+		}
+		for _, e := range p.Blobs {
+			raw += uint64(e.RawLength)
+			if err := bb.Put(blobKey(e.Type, e.ID), encodeLoc(BlobLoc{Pack: p.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})); err != nil {
+				return err
+			}
+		}
+		if err := pb.Put(p.ID[:], encodePackInfo(PackInfo{Index: indexID, Size: p.Size, Blobs: uint32(len(p.Blobs)), Raw: raw})); err != nil {
+			return err
+		}
+	}
+	return ib.Put(indexID[:], list)
 }
 
 func encodePackInfo(p PackInfo) []byte {
@@ -391,20 +413,16 @@ func (c *Catalog) Counts() (blobs, packs, indexes int, err error) {
 	return
 }
 
-// ClearIndex forgets every index, pack and blob entry (snapshots stay), so
-// the index can be reloaded from the objects.
-func (c *Catalog) ClearIndex() error {
-	return c.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bBlobs, bPacks, bIndexes, bPackBlobs} {
-			if err := tx.DeleteBucket(b); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
-			}
+func clearIndexTx(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bBlobs, bPacks, bIndexes, bPackBlobs} {
+		if err := tx.DeleteBucket(b); err != nil {
+			return err
 		}
-		return nil
-	})
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PutSnapshot caches a decrypted snapshot object.

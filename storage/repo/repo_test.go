@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -185,5 +186,51 @@ func TestPackCache(t *testing.T) {
 	}
 	if _, err := c.LoadBlob(ctx, blob.Data, blob.ID{1}); !errors.Is(err, repo.ErrBlobNotFound) {
 		t.Fatalf("missing blob: %v", err)
+	}
+}
+
+// TestReindexKeepsLookups: while the blob index is reloaded (prune does
+// it twice), lookups of other goroutines — reads of the live shares —
+// find every blob: the catalog never shows a partial index.
+func TestReindexKeepsLookups(t *testing.T) {
+	ctx := context.Background()
+	r := testrepo.New(t, repo.Options{PackSize: 64 << 10})
+	var ids []blob.ID
+	for i := 0; i < 40; i++ {
+		id, _, err := r.SaveBlob(ctx, blob.Data, blobData(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		if i%10 == 9 {
+			if err := r.Flush(ctx); err != nil { // several index objects
+				t.Fatal(err)
+			}
+		}
+	}
+	done := make(chan struct{})
+	missed := make(chan error, 1)
+	go func() {
+		defer close(missed)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if ok, err := r.HasBlob(blob.Data, ids[i%len(ids)]); err != nil || !ok {
+				missed <- fmt.Errorf("blob %d not found during a reindex (%v)", i%len(ids), err)
+				return
+			}
+		}
+	}()
+	for range 20 {
+		if err := r.Reindex(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-missed; err != nil {
+		t.Error(err)
 	}
 }
