@@ -23,6 +23,7 @@ import (
 	"github.com/arkbox/arkbox/replicate/target"
 	"github.com/arkbox/arkbox/storage/crypto"
 	"github.com/arkbox/arkbox/storage/home"
+	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/repo"
 	"golang.org/x/term"
 )
@@ -164,6 +165,7 @@ type common struct {
 	json     bool
 	verbose  bool
 	readOnly bool
+	pw       []byte // the passphrase, once read
 }
 
 func newFlags(name string, e *env, c *common, withJSON bool) *flag.FlagSet {
@@ -246,6 +248,12 @@ type openRepo struct {
 	*repo.Repository
 	home *home.Home
 	ctx  context.Context
+	// cleanup runs after the home folder is closed (removes a private
+	// catalog).
+	cleanup func()
+	// indexes are the index objects when the repository was opened
+	// beside another process that holds its catalog; nil otherwise.
+	indexes map[objstore.ID]bool
 }
 
 // Close flushes the repository, then closes the catalog and the store.
@@ -254,10 +262,14 @@ func (o *openRepo) Close() error {
 	if e := o.home.Close(); err == nil {
 		err = e
 	}
+	if o.cleanup != nil {
+		o.cleanup()
+	}
 	return err
 }
 
-// open opens the home folder and the repository in it.
+// open opens the home folder and the repository in it, for a command
+// that may write; openRead is for those that only read.
 func (c *common) open(ctx context.Context, e *env) (*openRepo, error) {
 	if c.repo == "" {
 		return nil, usagef("no repository: give --repo DIR or set ARKBOX_REPO")
@@ -269,22 +281,35 @@ func (c *common) open(ctx context.Context, e *env) (*openRepo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pw []byte
-	if h.Dir != c.repo {
-		pw, err = c.servePassphrase(e, c.repo)
-	} else {
-		pw, err = c.passphrase(e, false)
-	}
-	if err != nil {
+	return c.openIn(ctx, e, h, nil)
+}
+
+// openIn opens the repository of the opened home folder h. On failure
+// it closes h and then runs cleanup.
+func (c *common) openIn(ctx context.Context, e *env, h *home.Home, cleanup func()) (*openRepo, error) {
+	fail := func(err error) (*openRepo, error) {
 		h.Close()
+		if cleanup != nil {
+			cleanup()
+		}
 		return nil, err
 	}
-	r, err := repo.Open(ctx, h.Store, h.Catalog, pw, repo.Options{Logger: e.log, KDF: kdfFromEnv()})
-	if err != nil {
-		h.Close()
-		return nil, err
+	if c.pw == nil {
+		var err error
+		if !target.IsURL(c.repo) && resolveRepo(c.repo) != c.repo {
+			c.pw, err = c.servePassphrase(e, c.repo)
+		} else {
+			c.pw, err = c.passphrase(e, false)
+		}
+		if err != nil {
+			return fail(err)
+		}
 	}
-	return &openRepo{Repository: r, home: h, ctx: ctx}, nil
+	r, err := repo.Open(ctx, h.Store, h.Catalog, c.pw, repo.Options{Logger: e.log, KDF: kdfFromEnv()})
+	if err != nil {
+		return fail(err)
+	}
+	return &openRepo{Repository: r, home: h, ctx: ctx, cleanup: cleanup}, nil
 }
 
 // kdfFromEnv lets tests use cheap argon2id parameters

@@ -179,7 +179,7 @@ func cmdSnapshots(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	} else {
-		r, err := c.open(ctx, e)
+		r, err := c.openRead(ctx, e)
 		if err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func walkTree(ctx context.Context, r *repo.Repository, t *tree.Tree, prefix stri
 	return nil
 }
 
-func cmdLs(ctx context.Context, e *env, args []string) error {
+func cmdLs(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlags("ls", e, &c, true)
 	long := fs.Bool("l", false, "long listing")
@@ -285,11 +285,12 @@ func cmdLs(ctx context.Context, e *env, args []string) error {
 		return usagef("give SNAPSHOT[:PATH]")
 	}
 	ref, sub := splitRef(pos[0])
-	r, err := c.open(ctx, e)
+	r, err := c.openRead(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	defer func() { err = r.readErr(ctx, err) }()
 	sn, err := r.FindSnapshot(ref)
 	if err != nil {
 		return err
@@ -334,7 +335,7 @@ func cmdLs(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func cmdRestore(ctx context.Context, e *env, args []string) error {
+func cmdRestore(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlags("restore", e, &c, true)
 	target := fs.String("target", "", "directory to restore into")
@@ -346,11 +347,12 @@ func cmdRestore(ctx context.Context, e *env, args []string) error {
 		return usagef("give SNAPSHOT[:PATH] and --target DIR")
 	}
 	ref, sub := splitRef(pos[0])
-	r, err := c.open(ctx, e)
+	r, err := c.openRead(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	defer func() { err = r.readErr(ctx, err) }()
 	sn, err := r.FindSnapshot(ref)
 	if err != nil {
 		return err

@@ -62,7 +62,7 @@ func phaseProgress(e *env) (func(string, int, int), func()) {
 	}, stop
 }
 
-func cmdCheck(ctx context.Context, e *env, args []string) error {
+func cmdCheck(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlags("check", e, &c, true)
 	var rd pctFlag
@@ -70,11 +70,12 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	r, err := c.open(ctx, e)
+	r, err := c.openRead(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	defer func() { err = r.readErr(ctx, err) }()
 	prog, stop := phaseProgress(e)
 	rep, err := maint.Check(ctx, r.Repository, maint.CheckOptions{ReadDataPercent: rd.v, Progress: prog})
 	stop()
@@ -99,6 +100,10 @@ func cmdCheck(ctx context.Context, e *env, args []string) error {
 		if rep.OK() {
 			fmt.Fprintln(e.stdout, "no errors found")
 		}
+	}
+	if !rep.OK() && r.changed(ctx) {
+		// Objects the server deleted while they were checked.
+		return fmt.Errorf("%w (%d errors found, perhaps because of that)", errChanged, len(rep.Errors))
 	}
 	if !rep.OK() {
 		return fmt.Errorf("%d errors found (listed above): `arkbox scrub` repairs damaged shards from parity where the pool has it; errors that remain after it name the snapshots and files affected", len(rep.Errors))
@@ -144,17 +149,18 @@ func runPrune(ctx context.Context, e *env, r *repo.Repository, dry, asJSON bool)
 	return nil
 }
 
-func cmdStats(ctx context.Context, e *env, args []string) error {
+func cmdStats(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlags("stats", e, &c, true)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	r, err := c.open(ctx, e)
+	r, err := c.openRead(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	defer func() { err = r.readErr(ctx, err) }()
 	var disk uint64
 	for _, d := range r.home.DiskDirs() {
 		disk += duBytes(d)
@@ -195,7 +201,7 @@ type diffEntry struct {
 	Path   string `json:"path"`
 }
 
-func cmdDiff(ctx context.Context, e *env, args []string) error {
+func cmdDiff(ctx context.Context, e *env, args []string) (err error) {
 	var c common
 	fs := newFlags("diff", e, &c, true)
 	pos, err := parse(fs, args)
@@ -205,11 +211,12 @@ func cmdDiff(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 2 {
 		return usagef("give two snapshots")
 	}
-	r, err := c.open(ctx, e)
+	r, err := c.openRead(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	defer func() { err = r.readErr(ctx, err) }()
 	a, err := r.FindSnapshot(pos[0])
 	if err != nil {
 		return err
@@ -331,7 +338,11 @@ func cmdKey(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	r, err := c.open(ctx, e)
+	open := c.open
+	if sub == "list" {
+		open = c.openRead
+	}
+	r, err := open(ctx, e)
 	if err != nil {
 		return err
 	}

@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,7 +16,6 @@ import (
 	"github.com/arkbox/arkbox/replicate"
 	"github.com/arkbox/arkbox/replicate/bwlimit"
 	"github.com/arkbox/arkbox/replicate/target"
-	"github.com/arkbox/arkbox/storage/catalog"
 	"github.com/arkbox/arkbox/storage/home"
 	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/repo"
@@ -448,33 +445,12 @@ func (c *common) openRemote(ctx context.Context, e *env) (*openRepo, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
-	sum := sha256.Sum256([]byte(c.repo))
-	dir := filepath.Join(cache, "arkbox", "remote", hex.EncodeToString(sum[:8]))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		st.Close()
-		return nil, err
-	}
-	cat, err := catalog.Open(filepath.Join(dir, "catalog.db"))
+	cat, cleanup, err := cacheCatalog("remote", c.repo)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	h := &home.Home{Dir: dir, Store: st, Catalog: cat}
-	pw, err := c.passphrase(e, false)
-	if err != nil {
-		h.Close()
-		return nil, err
-	}
-	r, err := repo.Open(ctx, st, cat, pw, repo.Options{Logger: e.log, KDF: kdfFromEnv()})
-	if err != nil {
-		h.Close()
-		return nil, err
-	}
-	return &openRepo{Repository: r, home: h, ctx: ctx}, nil
+	return c.openIn(ctx, e, &home.Home{Dir: filepath.Dir(cat.Path()), Store: st, Catalog: cat}, cleanup)
 }
 
 // openTargetState opens a target's state file (creating its folder) and

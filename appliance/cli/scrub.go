@@ -7,7 +7,9 @@ import (
 	"sync"
 	"text/tabwriter"
 
+	"github.com/arkbox/arkbox/storage/catalog"
 	"github.com/arkbox/arkbox/storage/home"
+	"github.com/arkbox/arkbox/storage/objstore"
 	"github.com/arkbox/arkbox/storage/pool"
 )
 
@@ -100,24 +102,15 @@ func cmdPool(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if sub == "status" {
+		return poolStatus(ctx, e, &c)
+	}
 	h, err := c.openHome(ctx, e)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	switch sub {
-	case "status":
-		st := h.Pool.Status(ctx)
-		if c.json {
-			return printJSON(e.stdout, st)
-		}
-		fmt.Fprintf(e.stdout, "pool %s\n", st.Pool)
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DISK\tSTATE\tPATH\tSIZE\tFREE\tERROR")
-		for _, d := range st.Disks {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, d.State, d.Path, humanBytes(d.BytesTotal), humanBytes(d.BytesFree), d.Error)
-		}
-		return tw.Flush()
 	case "add-disk":
 		if len(pos) != 1 {
 			return usagef("give the folder of the new disk")
@@ -143,4 +136,44 @@ func cmdPool(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	return usagef("unknown pool command %q", sub)
+}
+
+// poolStatus prints the state of the pool's disks. When another process
+// (the server) holds the catalog, it opens the pool read-only beside it.
+func poolStatus(ctx context.Context, e *env, c *common) error {
+	if c.repo == "" {
+		return usagef("no repository: give --repo DIR or set ARKBOX_REPO")
+	}
+	dir := resolveRepo(c.repo)
+	var st objstore.Store
+	h, err := home.Open(ctx, dir, home.Options{Logger: e.log, NoWait: true})
+	switch {
+	case errors.Is(err, catalog.ErrInUse):
+		if st, err = home.OpenStore(ctx, dir, home.Options{Logger: e.log, ReadOnly: true}); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		st = h.Store
+		defer h.Close()
+	}
+	if h == nil {
+		defer st.Close()
+	}
+	p, ok := st.(*pool.Pool)
+	if !ok {
+		return errors.New("the repository is not on a pool of disks")
+	}
+	status := p.Status(ctx)
+	if c.json {
+		return printJSON(e.stdout, status)
+	}
+	fmt.Fprintf(e.stdout, "pool %s\n", status.Pool)
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DISK\tSTATE\tPATH\tSIZE\tFREE\tERROR")
+	for _, d := range status.Disks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.UUID, d.State, d.Path, humanBytes(d.BytesTotal), humanBytes(d.BytesFree), d.Error)
+	}
+	return tw.Flush()
 }

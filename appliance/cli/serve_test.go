@@ -2,9 +2,12 @@ package cli_test
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -211,10 +214,40 @@ func checkErrors(t *testing.T, ark *arkbox, mode string) {
 	}
 }
 
+// errorCasesReading are reading commands that fail the same way with and
+// without a server.
+func errorCasesReading(id string) []struct {
+	args []string
+	code int
+	msg  string
+} {
+	return []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"ls", id + ":nothing"}, 1, "arkbox ls: snapshot path nothing: no such file or directory in the snapshot\n"},
+		{[]string{"ls", "ffffffff"}, 1, "arkbox ls: repo: no snapshot with id \"ffffffff\" (list them with `arkbox snapshots`)\n"},
+		{[]string{"diff", id}, 2, "arkbox diff: give two snapshots\n"},
+		{[]string{"restore", id}, 2, "arkbox restore: give SNAPSHOT[:PATH] and --target DIR\n"},
+	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // TestServeCommands: while `arkbox serve` runs, the CLI changes users,
 // grants and shares and they apply at once; a snapshot asked for is
-// listed with its job; the same commands then work with the server
-// stopped, and the listings print the same both ways.
+// listed with its job; ls, diff, restore and the other commands that
+// read the repository work beside the server; the same commands then
+// work with the server stopped, the listings print the same both ways
+// and the restores are the same, bit for bit, as what was written.
 func TestServeCommands(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -267,25 +300,113 @@ func TestServeCommands(t *testing.T) {
 	}
 	checkErrors(t, ark, "serving")
 
+	// Nested folders and a file of several chunks in the share, and two
+	// snapshots, for the commands that read snapshots.
+	content := map[string][]byte{
+		"plan.txt":          []byte("the plan"),
+		"docs/a.txt":        []byte("alpha"),
+		"docs/deep/b.bin":   randomBytes(t, 3<<20+17),
+		"docs/deep/c.txt":   []byte("first c"),
+		"media/photo.jpg":   randomBytes(t, 70000),
+		"media/empty.dat":   nil,
+		"media/raw/x.raw":   randomBytes(t, 1000),
+		"media/raw/y/z.txt": []byte("zed"),
+	}
+	for p, b := range content {
+		if err := carol.MkdirAll(path.Dir("/projects/" + p)); err != nil {
+			t.Fatal(err)
+		}
+		if err := put(carol, "/projects/"+p, string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before, after snap
+	ark.okJSON(&before, "snapshot", "projects", "--json")
+	content["docs/deep/c.txt"] = []byte("second c, longer")
+	if err := put(carol, "/projects/docs/deep/c.txt", string(content["docs/deep/c.txt"])); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.Remove("/projects/media/raw/x.raw"); err != nil {
+		t.Fatal(err)
+	}
+	delete(content, "media/raw/x.raw")
+	ark.okJSON(&after, "snapshot", "projects", "--json")
+	if before.Stats.Files != 8 || after.Stats.Files != 7 || after.Stats.Dirs != 6 {
+		t.Errorf("snapshot figures %+v then %+v; want 8 files, then 7 files in 6 folders", before.Stats, after.Stats)
+	}
+	// The commands that read the repository run beside the server with
+	// a catalog of their own in the user's cache folder.
+	cache := t.TempDir()
+	reader := ark.with("XDG_CACHE_HOME=" + cache)
+	restoreTo := func(mode string) string {
+		target := filepath.Join(t.TempDir(), mode)
+		var res struct {
+			Files, Dirs, Bytes uint64
+		}
+		reader.okJSON(&res, "restore", after.ID, "--target", target, "--json")
+		if res.Files != 7 || res.Dirs != 5 {
+			t.Errorf("%s: restore --json says %+v", mode, res)
+		}
+		got := takeManifest(t, target)
+		for p, b := range content {
+			if n := got[p]; n.Sum != sha256.Sum256(b) || n.Size != int64(len(b)) {
+				t.Errorf("%s: restored %s: %d bytes, want %d bytes as written", mode, p, n.Size, len(b))
+			}
+		}
+		return target
+	}
+	// restored is what restoreTo wrote, but the target folder itself.
+	restored := func(target string) manifest {
+		m := takeManifest(t, target)
+		delete(m, ".")
+		return m
+	}
+
 	// The listings, then the same with the server stopped.
 	idle(t, ark)
 	listings := [][]string{
 		{"share", "list"}, {"share", "list", "--json"}, {"user", "list"}, {"user", "list", "--json"},
 		{"snapshots", "--json"}, {"snapshots"}, {"snapshots", "--json", "--share", "projects"}, {"jobs", "--json"},
+		{"ls", before.ID}, {"ls", "-l", after.Short}, {"ls", "--json", after.ID + ":docs"}, {"ls", "--json", after.ID + ":docs/deep/b.bin"},
+		{"diff", before.ID, after.ID}, {"diff", "--json", before.Short, after.Short},
+		{"snapshots", "--json", "--repo", filepath.Join(dir, "repo"), "--password-file", filepath.Join(dir, "secrets", "passphrase")}, {"key", "list", "--json"}, {"stats", "--json"}, {"check", "--read-data"},
 	}
 	serving := map[string]string{}
 	for _, args := range listings {
-		serving[strings.Join(args, " ")] = ark.ok(args...)
+		serving[strings.Join(args, " ")] = reader.ok(args...)
 	}
+	if got := serving["diff "+before.ID+" "+after.ID]; got != "M /docs/deep/c.txt\n- /media/raw/x.raw\n" {
+		t.Errorf("diff while serving prints %q", got)
+	}
+	if m, _ := filepath.Glob(filepath.Join(cache, "arkbox", "local", "*", "catalog.db")); len(m) != 1 {
+		t.Errorf("catalog of the commands that read beside the server: %v", m)
+	}
+	for _, tc := range errorCasesReading(before.ID) {
+		r := reader.run(tc.args...)
+		if r.code != tc.code || r.stderr != tc.msg {
+			t.Errorf("serving: arkbox %s: exit %d, stderr %q; want exit %d, %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.code, tc.msg)
+		}
+	}
+	reader.ok("pool", "status")
+	restoredServing := restoreTo("serving")
 	srv.stop()
 	if _, err := os.Lstat(filepath.Join(dir, "run", "arkbox.sock")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket left after serve stopped: %v", err)
 	}
 	for _, args := range listings {
 		k := strings.Join(args, " ")
-		if got := ark.ok(args...); got != serving[k] {
+		if got := reader.ok(args...); got != serving[k] {
 			t.Errorf("arkbox %s prints differently without the server:\nserving:\n%s\nstopped:\n%s", k, serving[k], got)
 		}
+	}
+	for _, tc := range errorCasesReading(before.ID) {
+		r := reader.run(tc.args...)
+		if r.code != tc.code || r.stderr != tc.msg {
+			t.Errorf("stopped: arkbox %s: exit %d, stderr %q; want exit %d, %q", strings.Join(tc.args, " "), r.code, r.stderr, tc.code, tc.msg)
+		}
+	}
+	if d := restored(restoredServing).diff(restored(restoreTo("stopped")), 10); len(d) > 0 {
+		t.Errorf("restored while serving and stopped differ:\n%s", strings.Join(d, "\n"))
 	}
 	checkErrors(t, ark, "stopped")
 

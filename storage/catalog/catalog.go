@@ -41,15 +41,30 @@ type Catalog struct {
 	path string
 }
 
-// Open opens (creating if needed) the catalog at path.
-func Open(path string) (*Catalog, error) {
+// ErrInUse is returned when another process holds the catalog open.
+var ErrInUse = errors.New("in use by another arkbox process")
+
+// DefaultWait is how long Open waits for another process to let go of the
+// catalog.
+const DefaultWait = 5 * time.Second
+
+// Open opens (creating if needed) the catalog at path, waiting up to
+// DefaultWait for another process that holds it.
+func Open(path string) (*Catalog, error) { return OpenWait(path, DefaultWait) }
+
+// OpenWait is Open waiting up to wait for another process that holds the
+// catalog; with wait 0 it tries once. It fails with an error matching
+// ErrInUse when the catalog stays held.
+func OpenWait(path string, wait time.Duration) (*Catalog, error) {
+	// bbolt waits forever for a zero timeout and tries once for a tiny one.
 	// The free list is not written at each commit but rebuilt by a scan
 	// at open: a commit writes fewer pages, which the share filesystem's
 	// small transactions (one or two per file written) feel.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: max(wait, time.Nanosecond),
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("catalog: open %s: in use by another arkbox process (if `arkbox serve` is running on this repository: share, user, snapshot, snapshots and jobs reach it through its data folder, --repo DIR; stop it for the other commands)", path)
+			return nil, fmt.Errorf("catalog: open %s: %w (if `arkbox serve` runs on this repository: the commands that only read it work beside it, and share, user, snapshot, snapshots and jobs reach it through its data folder, --repo DIR; stop it for the other commands)", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("catalog: open %s: %w", path, err)
 	}
@@ -241,35 +256,57 @@ type PackInfo struct {
 // AddIndex records an index object and everything it lists, in one
 // transaction. An already recorded index is skipped.
 func (c *Catalog) AddIndex(indexID objstore.ID, packs []IndexedPack) error {
-	err := c.db.Update(func(tx *bolt.Tx) error {
-		ib := tx.Bucket(bIndexes)
-		if ib.Get(indexID[:]) != nil {
-			return nil
-		}
-		list := make([]byte, 0, 32*len(packs))
-		pb, bb, pbb := tx.Bucket(bPacks), tx.Bucket(bBlobs), tx.Bucket(bPackBlobs)
-		for _, p := range packs {
-			list = append(list, p.ID[:]...)
-			var raw uint64
-			if err := pbb.Put(p.ID[:], encodePackBlobs(p.Blobs)); err != nil {
-				return err
-			}
-			for _, e := range p.Blobs {
-				raw += uint64(e.RawLength)
-				if err := bb.Put(blobKey(e.Type, e.ID), encodeLoc(BlobLoc{Pack: p.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})); err != nil {
-					return err
-				}
-			}
-			if err := pb.Put(p.ID[:], encodePackInfo(PackInfo{Index: indexID, Size: p.Size, Blobs: uint32(len(p.Blobs)), Raw: raw})); err != nil {
-				return err
-			}
-		}
-		return ib.Put(indexID[:], list)
-	})
-	if err != nil {
+	if err := c.db.Update(func(tx *bolt.Tx) error { return addIndexTx(tx, indexID, packs) }); err != nil {
 		return fmt.Errorf("catalog: add index %s: %w", indexID.Short(), err)
 	}
 	return nil
+}
+
+// ReplaceIndex replaces every index, pack and blob entry (snapshots stay)
+// with the packs of the given index objects, in one transaction: readers
+// see the old index or the new one.
+func (c *Catalog) ReplaceIndex(indexes map[objstore.ID][]IndexedPack) error {
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		if err := clearIndexTx(tx); err != nil {
+			return err
+		}
+		for id, packs := range indexes {
+			if err := addIndexTx(tx, id, packs); err != nil {
+				return fmt.Errorf("index %s: %w", id.Short(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("catalog: replace the blob index: %w", err)
+	}
+	return nil
+}
+
+func addIndexTx(tx *bolt.Tx, indexID objstore.ID, packs []IndexedPack) error {
+	ib := tx.Bucket(bIndexes)
+	if ib.Get(indexID[:]) != nil {
+		return nil
+	}
+	list := make([]byte, 0, 32*len(packs))
+	pb, bb, pbb := tx.Bucket(bPacks), tx.Bucket(bBlobs), tx.Bucket(bPackBlobs)
+	for _, p := range packs {
+		list = append(list, p.ID[:]...)
+		var raw uint64
+		if err := pbb.Put(p.ID[:], encodePackBlobs(p.Blobs)); err != nil {
+			return err
+		}
+		for _, e := range p.Blobs {
+			raw += uint64(e.RawLength)
+			if err := bb.Put(blobKey(e.Type, e.ID), encodeLoc(BlobLoc{Pack: p.ID, Offset: e.Offset, Length: e.Length, RawLength: e.RawLength})); err != nil {
+				return err
+			}
+		}
+		if err := pb.Put(p.ID[:], encodePackInfo(PackInfo{Index: indexID, Size: p.Size, Blobs: uint32(len(p.Blobs)), Raw: raw})); err != nil {
+			return err
+		}
+	}
+	return ib.Put(indexID[:], list)
 }
 
 func encodePackInfo(p PackInfo) []byte {
@@ -380,20 +417,16 @@ func (c *Catalog) Counts() (blobs, packs, indexes int, err error) {
 	return
 }
 
-// ClearIndex forgets every index, pack and blob entry (snapshots stay), so
-// the index can be reloaded from the objects.
-func (c *Catalog) ClearIndex() error {
-	return c.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bBlobs, bPacks, bIndexes, bPackBlobs} {
-			if err := tx.DeleteBucket(b); err != nil {
-				return err
-			}
-			if _, err := tx.CreateBucket(b); err != nil {
-				return err
-			}
+func clearIndexTx(tx *bolt.Tx) error {
+	for _, b := range [][]byte{bBlobs, bPacks, bIndexes, bPackBlobs} {
+		if err := tx.DeleteBucket(b); err != nil {
+			return err
 		}
-		return nil
-	})
+		if _, err := tx.CreateBucket(b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PutSnapshot caches a decrypted snapshot object.

@@ -59,11 +59,11 @@ func TestIndexRoundTrip(t *testing.T) {
 	if err != nil || !ok || pi.Blobs != 2 || pi.Raw != 270 || pi.Index != oid(9) {
 		t.Fatalf("pack info %+v %v %v", pi, ok, err)
 	}
-	if err := c.ClearIndex(); err != nil {
+	if err := c.ReplaceIndex(nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := c.LookupBlob(blob.Data, bid(1)); ok {
-		t.Fatal("blob survived ClearIndex")
+		t.Fatal("blob survived ReplaceIndex(nil)")
 	}
 }
 

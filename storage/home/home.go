@@ -40,8 +40,13 @@ type Home struct {
 
 // Options tunes Create and Open.
 type Options struct {
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// ReadOnly opens the store without writing to it.
 	ReadOnly bool
+	// NoWait makes Open fail at once, with an error matching
+	// catalog.ErrInUse, when another process holds the catalog, instead
+	// of waiting catalog.DefaultWait for it.
+	NoWait bool
 	// Parity is the pool's parity shard count at Create (-1 = default).
 	Parity int
 }
@@ -115,13 +120,45 @@ func absDisks(dir string, disks []string) []string {
 	return out
 }
 
-// Open opens the home folder at dir.
+// Open opens the home folder at dir: first its catalog, which one process
+// at a time holds, then its store, so that a process which finds the
+// catalog held never opens the store for writing beside its holder (a
+// writable pool finishes or removes interrupted writes when it opens).
 func Open(ctx context.Context, dir string, opt Options) (*Home, error) {
+	// No catalog file is made in a folder that is not a home.
+	if _, err := readConfig(dir); err != nil {
+		return nil, err
+	}
+	wait := catalog.DefaultWait
+	if opt.NoWait {
+		wait = 0
+	}
+	cat, err := catalog.OpenWait(filepath.Join(dir, "catalog.db"), wait)
+	if err != nil {
+		return nil, fmt.Errorf("home: %w", err)
+	}
+	h, err := OpenBeside(ctx, dir, cat, opt)
+	if err != nil {
+		cat.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// OpenBeside opens the store of the home folder at dir with cat as its
+// catalog instead of the folder's own: with opt.ReadOnly, a reader
+// works beside the process that holds the folder's catalog, writing
+// nothing into the folder. Close closes cat too.
+func OpenBeside(ctx context.Context, dir string, cat *catalog.Catalog, opt Options) (*Home, error) {
 	cfg, st, err := openStore(ctx, dir, opt)
 	if err != nil {
 		return nil, err
 	}
-	return finish(dir, cfg, st)
+	h := &Home{Dir: dir, Config: cfg, Store: st, Catalog: cat}
+	if p, ok := st.(*pool.Pool); ok {
+		h.Pool = p
+	}
+	return h, nil
 }
 
 // OpenStore opens only the object store of the home folder at dir, not
@@ -132,17 +169,25 @@ func OpenStore(ctx context.Context, dir string, opt Options) (objstore.Store, er
 	return st, err
 }
 
-func openStore(ctx context.Context, dir string, opt Options) (Config, objstore.Store, error) {
+func readConfig(dir string) (Config, error) {
 	b, err := os.ReadFile(filepath.Join(dir, FileName))
 	if errors.Is(err, fs.ErrNotExist) {
-		return Config{}, nil, fmt.Errorf("home: %s: %w", dir, ErrNoHome)
+		return Config{}, fmt.Errorf("home: %s: %w", dir, ErrNoHome)
 	}
 	if err != nil {
-		return Config{}, nil, fmt.Errorf("home: %w", err)
+		return Config{}, fmt.Errorf("home: %w", err)
 	}
 	var cfg Config
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return Config{}, nil, fmt.Errorf("home: %s: %w", filepath.Join(dir, FileName), err)
+		return Config{}, fmt.Errorf("home: %s: %w", filepath.Join(dir, FileName), err)
+	}
+	return cfg, nil
+}
+
+func openStore(ctx context.Context, dir string, opt Options) (Config, objstore.Store, error) {
+	cfg, err := readConfig(dir)
+	if err != nil {
+		return Config{}, nil, err
 	}
 	var st objstore.Store
 	switch cfg.Store {
@@ -194,16 +239,9 @@ func (h *Home) Close() error {
 // them before Open. It returns nil for a home whose objects are in a plain
 // directory, and an error matching ErrNoHome when there is no home.json.
 func ReadDiskDirs(dir string) ([]string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, FileName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("home: %s: %w", dir, ErrNoHome)
-	}
+	cfg, err := readConfig(dir)
 	if err != nil {
-		return nil, fmt.Errorf("home: %w", err)
-	}
-	var cfg Config
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		return nil, fmt.Errorf("home: %s: %w", filepath.Join(dir, FileName), err)
+		return nil, err
 	}
 	if cfg.Store != "pool" {
 		return nil, nil

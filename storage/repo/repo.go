@@ -338,13 +338,26 @@ func (r *Repository) syncCatalog(ctx context.Context) error {
 			return fmt.Errorf("repo: reset catalog: %w", err)
 		}
 	}
-	if err := r.syncIndexes(ctx); err != nil {
+	// Snapshots first: a snapshot object is written after the index
+	// objects of its data, so indexes listed after it cover every
+	// snapshot seen, even while another process writes (a reader beside
+	// a running server).
+	if err := r.syncSnapshots(ctx); err != nil {
 		return err
 	}
-	return r.syncSnapshots(ctx)
+	return r.syncIndexes(ctx)
 }
 
-func (r *Repository) syncIndexes(ctx context.Context) error {
+func (r *Repository) syncIndexes(ctx context.Context) error { return r.loadIndexes(ctx, false) }
+
+// loadIndexes brings the catalog's blob index up to date with the index
+// objects in the store: it adds those it lacks or, with reload (or when
+// an index it holds vanished or was superseded: a prune), loads every
+// index object again and replaces the blob index with them in one
+// transaction, so that lookups meanwhile (reads of the live shares
+// while a prune runs) see the old index or the new one, never a
+// partial one.
+func (r *Repository) loadIndexes(ctx context.Context, reload bool) error {
 	inStore := map[objstore.ID]bool{}
 	if err := r.store.List(ctx, objstore.KindIndex, func(i objstore.Info) error { inStore[i.ID] = true; return nil }); err != nil {
 		return fmt.Errorf("repo: list indexes: %w", err)
@@ -353,29 +366,22 @@ func (r *Repository) syncIndexes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("repo: catalog: %w", err)
 	}
-	vanished := false
 	knownSet := map[objstore.ID]bool{}
 	for _, id := range known {
 		knownSet[id] = true
 		if !inStore[id] {
-			vanished = true
+			// An index was replaced (prune): reload everything so no
+			// blob points at a pack that may be gone.
+			reload = true
 		}
 	}
-	if vanished {
-		// An index was replaced (prune): reload everything so no blob
-		// points at a pack that may be gone.
-		if err := r.cat.ClearIndex(); err != nil {
-			return fmt.Errorf("repo: catalog: %w", err)
-		}
+	if reload {
 		knownSet = map[objstore.ID]bool{}
 	}
 	// Load new indexes, skipping those superseded by another.
 	loaded := map[objstore.ID]*Index{}
 	superseded := map[objstore.ID]bool{}
-	for id := range inStore {
-		if knownSet[id] {
-			continue
-		}
+	load := func(id objstore.ID) error {
 		idx, err := r.LoadIndex(ctx, id)
 		if err != nil {
 			return err
@@ -384,6 +390,14 @@ func (r *Repository) syncIndexes(ctx context.Context) error {
 		for _, s := range idx.Supersedes {
 			superseded[s] = true
 		}
+		return nil
+	}
+	for id := range inStore {
+		if !knownSet[id] {
+			if err := load(id); err != nil {
+				return err
+			}
+		}
 	}
 	// A new index that supersedes one the catalog already holds (a prune
 	// stopped before deleting the old index objects): the old entries may
@@ -391,24 +405,28 @@ func (r *Repository) syncIndexes(ctx context.Context) error {
 	// not superseded.
 	for id := range superseded {
 		if knownSet[id] {
-			if err := r.cat.ClearIndex(); err != nil {
-				return fmt.Errorf("repo: catalog: %w", err)
-			}
+			reload = true
 			for id := range knownSet {
-				if superseded[id] {
-					continue
-				}
-				idx, err := r.LoadIndex(ctx, id)
-				if err != nil {
-					return err
-				}
-				loaded[id] = idx
-				for _, s := range idx.Supersedes {
-					superseded[s] = true
+				if !superseded[id] {
+					if err := load(id); err != nil {
+						return err
+					}
 				}
 			}
 			break
 		}
+	}
+	if reload {
+		keep := map[objstore.ID][]catalog.IndexedPack{}
+		for id, idx := range loaded {
+			if !superseded[id] {
+				keep[id] = idx.Packs
+			}
+		}
+		if err := r.cat.ReplaceIndex(keep); err != nil {
+			return fmt.Errorf("repo: %w", err)
+		}
+		return nil
 	}
 	for id, idx := range loaded {
 		if superseded[id] {
@@ -421,14 +439,9 @@ func (r *Repository) syncIndexes(ctx context.Context) error {
 	return nil
 }
 
-// Reindex drops the catalog's blob index and reloads it from the index
-// objects.
-func (r *Repository) Reindex(ctx context.Context) error {
-	if err := r.cat.ClearIndex(); err != nil {
-		return err
-	}
-	return r.syncIndexes(ctx)
-}
+// Reindex replaces the catalog's blob index with what the index objects
+// list, in one step.
+func (r *Repository) Reindex(ctx context.Context) error { return r.loadIndexes(ctx, true) }
 
 // RebuildCatalog empties the catalog and reloads it from the objects.
 func (r *Repository) RebuildCatalog(ctx context.Context) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -143,20 +144,30 @@ func TestNoRepository(t *testing.T) {
 	}
 }
 
-func TestPackCache(t *testing.T) {
-	ctx := context.Background()
-	r := testrepo.New(t, repo.Options{PackSize: 64 << 10})
+// saveBlobs saves blobData(0) … blobData(n-1), flushing after every
+// flushEvery of them (each flush writes an index object).
+func saveBlobs(t *testing.T, r *testrepo.Repo, n, flushEvery int) []blob.ID {
+	t.Helper()
 	var ids []blob.ID
-	for i := 0; i < 40; i++ {
-		id, _, err := r.SaveBlob(ctx, blob.Data, blobData(i))
+	for i := range n {
+		id, _, err := r.SaveBlob(context.Background(), blob.Data, blobData(i))
 		if err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, id)
+		if (i+1)%flushEvery == 0 || i == n-1 {
+			if err := r.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if err := r.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return ids
+}
+
+func TestPackCache(t *testing.T) {
+	ctx := context.Background()
+	r := testrepo.New(t, repo.Options{PackSize: 64 << 10})
+	ids := saveBlobs(t, r, 40, 40)
 	c := r.NewPackCache(2)
 	errs := make(chan error, 4)
 	for g := 0; g < 4; g++ {
@@ -185,5 +196,39 @@ func TestPackCache(t *testing.T) {
 	}
 	if _, err := c.LoadBlob(ctx, blob.Data, blob.ID{1}); !errors.Is(err, repo.ErrBlobNotFound) {
 		t.Fatalf("missing blob: %v", err)
+	}
+}
+
+// TestReindexKeepsLookups: while the blob index is reloaded (prune does
+// it twice), lookups of other goroutines — reads of the live shares —
+// find every blob: the catalog never shows a partial index.
+func TestReindexKeepsLookups(t *testing.T) {
+	ctx := context.Background()
+	r := testrepo.New(t, repo.Options{PackSize: 64 << 10})
+	ids := saveBlobs(t, r, 40, 10) // several index objects
+	done := make(chan struct{})
+	missed := make(chan error, 1)
+	go func() {
+		defer close(missed)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if ok, err := r.HasBlob(blob.Data, ids[i%len(ids)]); err != nil || !ok {
+				missed <- fmt.Errorf("blob %d not found during a reindex (%v)", i%len(ids), err)
+				return
+			}
+		}
+	}()
+	for range 20 {
+		if err := r.Reindex(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(done)
+	if err := <-missed; err != nil {
+		t.Error(err)
 	}
 }

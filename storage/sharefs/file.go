@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/arkbox/arkbox/storage/objstore"
+	"github.com/arkbox/arkbox/storage/repo"
 	"github.com/arkbox/arkbox/storage/tree"
 	bolt "go.etcd.io/bbolt"
 )
@@ -814,6 +815,13 @@ func (sh *Share) dropStaging(ino uint64) {
 // CommitAll commits staged files that are not open: those idle for the
 // commit delay, or all of them with force.
 func (sh *Share) CommitAll(ctx context.Context, force bool) error {
+	_, err := sh.commitAll(ctx, force)
+	return err
+}
+
+// commitAll is CommitAll, reporting what its commits stored.
+func (sh *Share) commitAll(ctx context.Context, force bool) (repo.WriteStats, error) {
+	var added repo.WriteStats
 	sh.mu.Lock()
 	var due []uint64
 	now := sh.store.opt.Now()
@@ -828,21 +836,25 @@ func (sh *Share) CommitAll(ctx context.Context, force bool) error {
 	// per file, so many small files share packs.
 	for len(due) > 0 {
 		n := min(len(due), 256)
-		if err := sh.commit(ctx, due[:n]); err != nil {
-			return err
+		st, err := sh.commit(ctx, due[:n])
+		added = addWrites(added, st)
+		if err != nil {
+			return added, err
 		}
 		due = due[n:]
 	}
-	return nil
+	return added, nil
 }
 
 // commit chunks staged, closed files into the repository and makes them
 // clean: chunks stored, then one flush (durable and indexed), then one
 // transaction replacing their content, then the staging files removed. A
 // crash at any point leaves them staged (and they are committed again).
-func (sh *Share) commit(ctx context.Context, inos []uint64) error {
+// It reports what it stored.
+func (sh *Share) commit(ctx context.Context, inos []uint64) (repo.WriteStats, error) {
 	sh.store.repoMu.Lock()
 	defer sh.store.repoMu.Unlock()
+	before := sh.store.repo.Stats()
 	sh.mu.Lock()
 	var claimed []uint64
 	done := make(chan struct{})
@@ -875,12 +887,12 @@ func (sh *Share) commit(ctx context.Context, inos []uint64) error {
 			sh.idle[ino] = sh.store.opt.Now()
 		}
 		sh.mu.Unlock()
-		return err
+		return repo.WriteStats{}, err
 	}
 	for ino := range results {
 		os.Remove(sh.stagingPath(ino))
 	}
-	return nil
+	return writesSince(sh.store.repo, before), nil
 }
 
 // commitClaimed does commit's work for files it has claimed, filling

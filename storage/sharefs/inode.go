@@ -49,6 +49,27 @@ type Inode struct {
 	// while TreeValid (cleared whenever anything below it changes).
 	Tree      blob.ID `json:"tree,omitzero"`
 	TreeValid bool    `json:"tree_valid,omitempty"`
+	// TreeTotals are the totals of that tree and everything below it,
+	// cached with Tree and valid with it, so that a snapshot reusing the
+	// tree still counts what it holds.
+	TreeTotals *TreeTotals `json:"tree_totals,omitempty"`
+}
+
+// TreeTotals counts a directory's subtree: the directory itself and
+// every directory, file and other entry below it, and the bytes of the
+// files.
+type TreeTotals struct {
+	Files  uint64 `json:"files"`
+	Dirs   uint64 `json:"dirs"`
+	Others uint64 `json:"others,omitempty"`
+	Bytes  uint64 `json:"bytes"`
+}
+
+func (t *TreeTotals) add(o TreeTotals) {
+	t.Files += o.Files
+	t.Dirs += o.Dirs
+	t.Others += o.Others
+	t.Bytes += o.Bytes
 }
 
 func inoKey(ino uint64) []byte {

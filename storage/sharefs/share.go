@@ -122,7 +122,7 @@ func invalidate(b *bolt.Bucket, ino uint64) error {
 				continue // already invalid, and so is everything above it
 			}
 			if in.TreeValid {
-				in.TreeValid = false
+				in.TreeValid, in.TreeTotals = false, nil
 				if err := putInode(b, in); err != nil {
 					return err
 				}

@@ -7,6 +7,11 @@ import (
 	"io"
 	"testing"
 	"time"
+
+	"github.com/arkbox/arkbox/storage/blob"
+	"github.com/arkbox/arkbox/storage/repo"
+	"github.com/arkbox/arkbox/storage/tree"
+	bolt "go.etcd.io/bbolt"
 )
 
 func writeFile(t *testing.T, sh *Share, parent uint64, name string, data []byte) uint64 {
@@ -91,10 +96,27 @@ func TestSnapshotView(t *testing.T) {
 	}
 }
 
+// treesEncoded snapshots sh after committing its files, and returns the
+// snapshot and how many trees it encoded: every tree saved counts as a
+// new blob or a duplicate; a reused tree is not saved at all.
+func treesEncoded(t *testing.T, f *fixture) (*repo.Snapshot, uint64) {
+	t.Helper()
+	ctx := context.Background()
+	if err := f.sh.CommitAll(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	before := f.tr.Stats()
+	sn, err := f.sh.Snapshot(ctx, time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := f.tr.Stats()
+	return sn, after.Blobs - before.Blobs + after.Dupes - before.Dupes
+}
+
 // TestUnchangedSnapshotReusesTrees checks that a snapshot after a small
 // change re-encodes only the directories on the changed path.
 func TestUnchangedSnapshotReusesTrees(t *testing.T) {
-	ctx := context.Background()
 	f := newFixture(t)
 	sh := f.sh
 	var leaf uint64
@@ -106,27 +128,124 @@ func TestUnchangedSnapshotReusesTrees(t *testing.T) {
 		writeFile(t, sh, d.Ino, "f", []byte{byte(i)})
 		leaf = d.Ino
 	}
-	first, err := sh.Snapshot(ctx, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
+	first, n := treesEncoded(t, f)
+	if n != 21 {
+		t.Fatalf("first snapshot encoded %d directories, want 21", n)
 	}
-	if first.Stats.Dirs != 21 {
-		t.Fatalf("first snapshot encoded %d directories, want 21", first.Stats.Dirs)
-	}
-	same, err := sh.Snapshot(ctx, time.Now(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if same.Tree != first.Tree || same.Stats.Dirs != 0 {
-		t.Fatalf("unchanged snapshot: tree %v vs %v, %d directories encoded", same.Tree, first.Tree, same.Stats.Dirs)
+	same, n := treesEncoded(t, f)
+	if same.Tree != first.Tree || n != 0 {
+		t.Fatalf("unchanged snapshot: tree %v vs %v, %d directories encoded", same.Tree, first.Tree, n)
 	}
 	writeFile(t, sh, leaf, "f", []byte("changed"))
-	third, err := sh.Snapshot(ctx, time.Now(), nil)
+	third, n := treesEncoded(t, f)
+	if third.Tree == first.Tree || n != 2 {
+		t.Fatalf("after one change: %d directories encoded, want 2 (the root and the changed one)", n)
+	}
+}
+
+// walkTotals counts a snapshot's tree by walking all of it.
+func walkTotals(t *testing.T, r *repo.Repository, id blob.ID) TreeTotals {
+	t.Helper()
+	tr, err := r.LoadTree(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if third.Tree == first.Tree || third.Stats.Dirs != 2 {
-		t.Fatalf("after one change: %d directories encoded, want 2 (the root and the changed one)", third.Stats.Dirs)
+	tot := TreeTotals{Dirs: 1}
+	for _, n := range tr.Nodes {
+		switch n.Type {
+		case tree.Dir:
+			tot.add(walkTotals(t, r, n.Subtree))
+		case tree.File:
+			tot.Files++
+			tot.Bytes += n.Size
+		default:
+			tot.Others++
+		}
+	}
+	return tot
+}
+
+// TestSnapshotStatsWholeTree: every snapshot's figures describe the whole
+// share, as a walk of its tree counts it, however much of the tree it
+// reused from the previous snapshot; new_* count what it stored.
+func TestSnapshotStatsWholeTree(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	sh := f.sh
+	mkdir := func(parent uint64, name string) uint64 {
+		d, err := sh.Mkdir(parent, name, 0o755, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Ino
+	}
+	docs := mkdir(RootIno, "docs")
+	y2025 := mkdir(docs, "2025")
+	y2026 := mkdir(docs, "2026")
+	photos := mkdir(RootIno, "photos")
+	mkdir(photos, "empty")
+	writeFile(t, sh, RootIno, "readme", []byte("top level"))
+	writeFile(t, sh, y2025, "a.txt", bytes.Repeat([]byte("a"), 3000))
+	writeFile(t, sh, y2025, "b.txt", bytes.Repeat([]byte("b"), 5000))
+	target := writeFile(t, sh, y2026, "c.txt", []byte("c"))
+	writeFile(t, sh, photos, "p.raw", bytes.Repeat([]byte("p"), 70000))
+	if _, err := sh.Symlink(photos, "latest", "p.raw", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sh.Link(target, docs, "c-link.txt"); err != nil {
+		t.Fatal(err)
+	}
+	// Each case changes the share (or not), then snapshots it.
+	for _, tc := range []struct {
+		name      string
+		change    func()
+		wantFiles uint64
+		newData   bool // the snapshot stores new file content
+	}{
+		{"first", func() {}, 6, true},
+		{"unchanged", func() {}, 6, false},
+		{"one file in one folder", func() { writeFile(t, sh, y2025, "b.txt", []byte("shorter")) }, 6, true},
+		{"a file added deep down", func() { writeFile(t, sh, y2026, "d.txt", []byte("dee")) }, 7, true},
+		{"a folder removed", func() {
+			if err := sh.Remove(photos, "empty"); err != nil {
+				t.Fatal(err)
+			}
+		}, 7, false},
+		{"a cache kept without totals", func() {
+			// As an older version left it: tree ids cached, no totals.
+			if err := sh.update(func(b *bolt.Bucket) error {
+				return b.Bucket(bInodes).ForEach(func(k, v []byte) error {
+					in, err := decodeInode(v)
+					if err != nil || in.TreeTotals == nil {
+						return err
+					}
+					in.TreeTotals = nil
+					return putInode(b, in)
+				})
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}, 7, false},
+	} {
+		tc.change()
+		sn, err := sh.Snapshot(ctx, time.Now(), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		want := walkTotals(t, f.tr.Repository, sn.Tree)
+		got := TreeTotals{Files: sn.Stats.Files, Dirs: sn.Stats.Dirs, Others: sn.Stats.Others, Bytes: sn.Stats.Bytes}
+		if got != want || got.Files != tc.wantFiles {
+			t.Errorf("%s: snapshot stats %+v, a walk of its tree %+v (%d files)", tc.name, got, want, tc.wantFiles)
+		}
+		if (sn.Stats.NewRawBytes > 0) != (tc.newData || sn.Stats.NewBlobs > 0) || sn.Stats.NewStoredBytes > 0 != (sn.Stats.NewBlobs > 0) {
+			t.Errorf("%s: new figures %+v", tc.name, sn.Stats)
+		}
+		if tc.newData && sn.Stats.NewBlobs < 2 {
+			t.Errorf("%s: %d new blobs, want the new content and the trees above it", tc.name, sn.Stats.NewBlobs)
+		}
+		if tc.name == "unchanged" && (sn.Stats.NewBlobs != 0 || sn.Stats.NewRawBytes != 0 || sn.Stats.NewStoredBytes != 0) {
+			t.Errorf("an unchanged snapshot stored something: %+v", sn.Stats)
+		}
 	}
 }
 
