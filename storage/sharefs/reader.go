@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/repo"
@@ -21,6 +22,9 @@ import (
 const (
 	readAheadChunks = 4
 	readAheadLoads  = 4 // per store, at once
+	// keptBehind: chunks behind the front kept for requests that arrive
+	// late (a protocol has several reads in flight, served out of order).
+	keptBehind = 4
 )
 
 // chunkReader reads a file's clean content: each chunk is loaded once
@@ -34,9 +38,11 @@ type chunkReader struct {
 	offsets []uint64 // offsets[i] = start of content[i]
 	end     uint64
 
+	loaded *atomic.Int64 // the store's count of chunk loads
+
 	mu    sync.Mutex
-	loads map[int]*chunkLoad // loaded or loading, around the last read
-	last  int                // chunk read last (-1: none)
+	loads map[int]*chunkLoad // loaded or loading, around the front
+	front int                // the furthest chunk read (-1: none)
 	ahead int                // chunks up to here are loaded or loading
 }
 
@@ -48,8 +54,8 @@ type chunkLoad struct {
 }
 
 func (s *Store) newChunkReader(what string, content []tree.Chunk) *chunkReader {
-	c := &chunkReader{cache: s.cache, slots: s.readAhead, what: what, content: content,
-		offsets: make([]uint64, len(content)), loads: map[int]*chunkLoad{}, last: -1, ahead: -1}
+	c := &chunkReader{cache: s.cache, slots: s.readAhead, loaded: &s.chunkLoads, what: what, content: content,
+		offsets: make([]uint64, len(content)), loads: map[int]*chunkLoad{}, front: -1, ahead: -1}
 	for i, ch := range content {
 		c.offsets[i] = c.end
 		c.end += uint64(ch.Size)
@@ -90,15 +96,16 @@ func (c *chunkReader) chunk(ctx context.Context, i int) ([]byte, error) {
 	mine := l == nil
 	if mine {
 		l = &chunkLoad{ready: make(chan struct{})}
-		c.loads[i] = l
+		// Far behind the front: a one-off read, not kept.
+		if i >= c.front-keptBehind {
+			c.loads[i] = l
+		}
 	}
-	if i != c.last {
-		sequential := i == c.last+1 || (c.last < 0 && i == 0)
-		c.last = i
-		// Keep the chunks from the one read now to the read-ahead end
-		// (readers of the previous one may still be at it: keep it too).
+	if i > c.front {
+		sequential := i == c.front+1
+		c.front = i
 		for j := range c.loads {
-			if j < i-1 || j > i+readAheadChunks {
+			if j < i-keptBehind || j > i+readAheadChunks {
 				delete(c.loads, j)
 			}
 		}
@@ -155,6 +162,7 @@ func (c *chunkReader) startAheadLocked(i int) {
 // load reads and verifies chunk i into l.
 func (c *chunkReader) load(ctx context.Context, i int, l *chunkLoad) {
 	defer close(l.ready)
+	c.loaded.Add(1)
 	ch := c.content[i]
 	data, err := c.cache.LoadBlob(ctx, blob.Data, ch.ID)
 	if err == nil && len(data) != int(ch.Size) {

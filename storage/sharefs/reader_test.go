@@ -38,7 +38,10 @@ func TestReadAhead(t *testing.T) {
 	}
 
 	const req = 32 << 10
-	read := func(t *testing.T, offs []int64, workers int) map[int64]error {
+	// read reads at offs with up to inflight reads at once, each started
+	// once the read inflight places before it is answered (as a client
+	// keeps a window of requests in flight).
+	read := func(t *testing.T, offs []int64, inflight int) map[int64]error {
 		t.Helper()
 		fh, err := f.sh.OpenFile(ino, false, false)
 		if err != nil {
@@ -48,33 +51,33 @@ func TestReadAhead(t *testing.T) {
 		var (
 			mu   sync.Mutex
 			errs = map[int64]error{}
-			wg   sync.WaitGroup
-			next = make(chan int64)
+			done = make([]chan struct{}, len(offs))
 		)
-		for range workers {
-			wg.Go(func() {
+		for k, off := range offs {
+			if k >= inflight {
+				<-done[k-inflight]
+			}
+			done[k] = make(chan struct{})
+			go func() {
+				defer close(done[k])
 				p := make([]byte, req)
-				for off := range next {
-					n, err := fh.ReadAt(p, off)
-					if err == io.EOF && off+int64(n) == int64(len(data)) {
-						err = nil
-					}
-					if err == nil && !bytes.Equal(p[:n], data[off:off+int64(n)]) {
-						t.Errorf("read at %d: wrong data", off)
-					}
-					if err != nil {
-						mu.Lock()
-						errs[off] = err
-						mu.Unlock()
-					}
+				n, err := fh.ReadAt(p, off)
+				if err == io.EOF && off+int64(n) == int64(len(data)) {
+					err = nil
 				}
-			})
+				if err == nil && !bytes.Equal(p[:n], data[off:off+int64(n)]) {
+					t.Errorf("read at %d: wrong data", off)
+				}
+				if err != nil {
+					mu.Lock()
+					errs[off] = err
+					mu.Unlock()
+				}
+			}()
 		}
-		for _, off := range offs {
-			next <- off
+		for _, d := range done {
+			<-d
 		}
-		close(next)
-		wg.Wait()
 		return errs
 	}
 	var forward []int64
@@ -84,16 +87,25 @@ func TestReadAhead(t *testing.T) {
 	shuffled := append([]int64(nil), forward...)
 	rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
 	for name, tc := range map[string]struct {
-		offs    []int64
-		workers int
+		offs     []int64
+		inflight int
+		maxLoads int // 0: not checked
 	}{
-		"forward, one at a time": {forward, 1},
-		"forward, 8 at a time":   {forward, 8},
-		"random order":           {shuffled, 4},
+		"forward, one at a time": {forward, 1, len(in.Content)},
+		"forward, 8 at a time":   {forward, 8, len(in.Content)},
+		// OpenSSH's sftp keeps 64 reads in flight.
+		"forward, 64 at a time": {forward, 64, len(in.Content)},
+		"random order":          {shuffled, 4, 0},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if errs := read(t, tc.offs, tc.workers); len(errs) > 0 {
+			loads := f.store.chunkLoads.Load()
+			if errs := read(t, tc.offs, tc.inflight); len(errs) > 0 {
 				t.Fatalf("%d reads failed, e.g. %v", len(errs), errs)
+			}
+			loads = f.store.chunkLoads.Load() - loads
+			t.Logf("%d chunks, %d loads", len(in.Content), loads)
+			if tc.maxLoads > 0 && loads > int64(tc.maxLoads) {
+				t.Errorf("%d chunks loaded %d times, want at most %d", len(in.Content), loads, tc.maxLoads)
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,13 +87,14 @@ func (s *Store) StatFS() (total, free uint64, err error) {
 
 // Store holds every share of a repository.
 type Store struct {
-	repo      *repo.Repository
-	cache     *repo.PackCache
-	readAhead chan struct{} // slots for background chunk loads
-	db        *bolt.DB
-	staging   string
-	log       *slog.Logger
-	opt       Options
+	repo       *repo.Repository
+	cache      *repo.PackCache
+	readAhead  chan struct{} // slots for background chunk loads
+	chunkLoads atomic.Int64  // chunks of clean content loaded, for tests
+	db         *bolt.DB
+	staging    string
+	log        *slog.Logger
+	opt        Options
 
 	// repoMu is held while a commit, a snapshot or Exclusive (prune)
 	// writes to the repository: one at a time, so that a failed upload
