@@ -2,8 +2,6 @@ package sharefs
 
 import (
 	"encoding/binary"
-	"encoding/json"
-	"fmt"
 
 	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/tree"
@@ -82,16 +80,6 @@ func direntKey(parent uint64, name string) []byte {
 	k := make([]byte, 8, 8+len(name))
 	binary.BigEndian.PutUint64(k, parent)
 	return append(k, name...)
-}
-
-func encodeInode(in *Inode) ([]byte, error) { return json.Marshal(in) }
-
-func decodeInode(b []byte) (*Inode, error) {
-	in := &Inode{}
-	if err := json.Unmarshal(b, in); err != nil {
-		return nil, fmt.Errorf("sharefs: decode inode: %w", err)
-	}
-	return in, nil
 }
 
 // Node returns the inode as a tree node named name (without Subtree).
