@@ -52,6 +52,7 @@ func newFixtureStaging(t *testing.T, opt Options, staging string) *fixture {
 		f.staging = filepath.Join(f.dir, "staging")
 	}
 	f.open()
+	t.Cleanup(func() { f.store.Close(context.Background()) }) // the store of the moment
 	sh, err := f.store.CreateShare("docs")
 	if err != nil {
 		t.Fatal(err)
