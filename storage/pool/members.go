@@ -100,7 +100,7 @@ func (p *Pool) newMemberDir(st *state, dir string) (string, error) {
 	}
 	root := roots[0]
 	for _, d := range st.members {
-		if d.root == root && d.present() {
+		if d.root == root && d.attached() {
 			return "", fmt.Errorf("%s is already a member", root)
 		}
 	}

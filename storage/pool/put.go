@@ -32,6 +32,8 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 	if objstore.Sum(data) != id {
 		return fmt.Errorf("pool: put %s/%s: %w", kind, id, objstore.ErrIDMismatch)
 	}
+	p.opMu.RLock()
+	defer p.opMu.RUnlock()
 	unlock := p.lock(id)
 	defer unlock()
 	st := p.st.Load()
@@ -75,6 +77,12 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 		for i := range targets {
 			targets[i] = next()
 		}
+	}
+	// Members out of sync miss this write: record it before any of it
+	// reaches a disk (Open completes a write whose temp files are
+	// there, even after a crash).
+	if err := p.journalMissed(st, opPut, kind, id); err != nil {
+		return err
 	}
 	tmps := make([]string, total)
 	var errs []error
@@ -140,6 +148,10 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 		return fmt.Errorf("pool: put %s/%s: committed %d of %d shards, need %d: %w", kind, id, len(committed), total, k, errors.Join(errs...))
 	}
 	if len(committed) < total {
+		// A disk that vanished during the write misses it too.
+		if err := p.journalMissed(st, opPut, kind, id); err != nil {
+			p.log.Warn("pool: recording a missed write", "err", err)
+		}
 		p.log.Warn("pool: object written without full redundancy; scrub will complete it",
 			"kind", kind, "object", id.String(), "shards", len(committed), "of", total, "unavailable", unavailable(st), "errors", errors.Join(errs...))
 	}
