@@ -321,6 +321,14 @@ func (p *Pool) journalCopies(st *state, x *disk, from map[string]int64) ([]misse
 	return keys, offs, full, found
 }
 
+// A resync catches up with the journal in rounds while writes go on; once
+// a round leaves at most finalRecords new records, or after maxRounds, it
+// holds writes back to handle the last ones.
+const (
+	finalRecords = 32
+	maxRounds    = 20
+)
+
 // resync brings member x up to date: first the objects its journal names
 // (or, when the journal is lost or overflowed, every object), then what
 // was recorded meanwhile, until nothing is left; then, with writes held
@@ -360,16 +368,20 @@ func (p *Pool) resync(ctx context.Context, x *disk, r *Resync) error {
 		r.prog.Total = int64(len(keys))
 		r.mu.Unlock()
 	}
-	for {
+	for round := 0; ; round++ {
 		if err := p.resyncKeys(ctx, x, r, keys, !r.rep.Full); err != nil {
 			return err
 		}
 		keys, offs, _, _ = p.journalCopies(p.st.Load(), x, offs)
-		if len(keys) > 0 {
+		if len(keys) > finalRecords && round < maxRounds {
 			continue
 		}
-		// Nothing new: hold writes back, take what came last, and
+		// Little is new (or writes keep coming as fast as the resync
+		// handles them): hold writes back, handle what came last, and
 		// switch x into sync.
+		if err := p.resyncKeys(ctx, x, r, keys, !r.rep.Full); err != nil {
+			return err
+		}
 		p.opMu.Lock()
 		keys, _, _, _ = p.journalCopies(p.st.Load(), x, offs)
 		err := p.resyncKeys(ctx, x, r, keys, !r.rep.Full)
