@@ -55,7 +55,18 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 		return ctx.Err()
 	}
 	seen := map[string]seenDisk{} // by kernel name
-	for ev := range m.o.Hardware.Events(ctx) {
+	events := m.o.Hardware.Events(ctx)
+	for {
+		var ev hw.Event
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-events:
+			if !ok {
+				return ctx.Err()
+			}
+			ev = e
+		}
 		switch ev.Kind {
 		case hw.DiskRemoved:
 			m.removed(ctx, o, pooled, seen, ev.Disk)
@@ -66,7 +77,6 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 			m.added(ctx, o, pooled, seen, ev.Disk)
 		}
 	}
-	return ctx.Err()
 }
 
 // memberAt returns the pool member whose folder is dir, and its state.

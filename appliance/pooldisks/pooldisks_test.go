@@ -49,25 +49,7 @@ func (f *fake) UnmountLazy(ctx context.Context, mountPoint string) error {
 	return os.Rename(mountPoint, mountPoint+".unmounted")
 }
 
-func (f *fake) Events(ctx context.Context) <-chan hw.Event {
-	out := make(chan hw.Event)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e := <-f.events:
-				select {
-				case out <- e:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
-	return out
-}
+func (f *fake) Events(ctx context.Context) <-chan hw.Event { return f.events }
 
 func (f *fake) add(name string, tr hw.Transport, c *hw.Content) {
 	f.mu.Lock()
