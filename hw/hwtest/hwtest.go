@@ -1,10 +1,13 @@
-// Package hwtest makes fake sysfs trees for tests of packages that use hw.
+// Package hwtest helps tests of packages that use hw: fake sysfs trees,
+// and loop devices where the test runs as root.
 package hwtest
 
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -32,4 +35,24 @@ func Board(t testing.TB, celsius float64) string {
 		}
 	}
 	return root
+}
+
+// Losetup attaches a loop device to a file (losetup -f --show ARGS…) and
+// detaches it when the test ends. It skips the test unless it runs as
+// root with losetup installed and a loop device free.
+func Losetup(t testing.TB, args ...string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("loop devices need root")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup not installed")
+	}
+	out, err := exec.Command("losetup", append([]string{"-f", "--show"}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Skipf("no loop device available: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	return dev
 }
