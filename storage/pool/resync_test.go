@@ -7,19 +7,19 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/arkbox/arkbox/internal/crashtest"
 	"github.com/arkbox/arkbox/storage/objstore"
 )
 
@@ -98,6 +98,58 @@ func checkNoJournals(t testing.TB, dirs []string) {
 	}
 }
 
+// away is a pool with one disk detached, and the objects written before
+// and while it was away.
+type away struct {
+	p              *Pool
+	dirs           []string
+	x              string // the detached disk's UUID
+	before, during []testObj
+}
+
+// goAway makes a pool of layout lc with nBefore objects, detaches the
+// disk at dirs[disk] and writes nDuring objects.
+func goAway(t *testing.T, lc layoutCase, disk int, seed uint64, nBefore, nDuring int, setup func(*Pool)) *away {
+	t.Helper()
+	a := &away{dirs: diskDirs(t, lc.disks)}
+	a.p = createPool(t, a.dirs, lc.parity)
+	t.Cleanup(func() { a.p.Close() })
+	if setup != nil {
+		setup(a.p)
+	}
+	a.before = putSized(t, a.p, seed, nBefore)
+	a.x = a.p.Status(context.Background()).Disks[disk].UUID
+	if err := a.p.Detach(a.x, errors.New("unplugged")); err != nil {
+		t.Fatal(err)
+	}
+	a.during = putSized(t, a.p, seed+1, nDuring)
+	return a
+}
+
+func deleteObjs(t testing.TB, p *Pool, objs ...testObj) {
+	t.Helper()
+	for _, o := range objs {
+		if err := p.Delete(context.Background(), o.kind, o.id()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkResynced checks that every live object reads back with its shards
+// where placement wants them, no shard of a gone one is left, scrub finds
+// nothing and no journal is left.
+func checkResynced(t testing.TB, p *Pool, dirs []string, live, gone []testObj) {
+	t.Helper()
+	for _, o := range gone {
+		checkGone(t, dirs, o)
+	}
+	for _, o := range live {
+		checkPlaced(t, p, dirs, o)
+	}
+	scrubClean(t, p, len(live))
+	checkNoJournals(t, dirs)
+}
+
 func diskState(p *Pool, uuid string) DiskState {
 	for _, d := range p.Status(context.Background()).Disks {
 		if d.UUID == uuid {
@@ -115,30 +167,21 @@ func TestResync(t *testing.T) {
 	ctx := context.Background()
 	for _, lc := range []layoutCase{layoutCases[2], layoutCases[3], layoutCases[4], layoutCases[7]} {
 		t.Run(lc.name, func(t *testing.T) {
-			dirs := diskDirs(t, lc.disks)
-			p := createPool(t, dirs, lc.parity)
-			defer p.Close()
-			before := putSized(t, p, 1, 12)
-			x := p.Status(ctx).Disks[0].UUID
-			if err := p.Detach(x, errors.New("unplugged")); err != nil {
-				t.Fatal(err)
-			}
+			a := goAway(t, lc, 0, 1, 12, 12, nil)
+			p, dirs, x := a.p, a.dirs, a.x
 			if err := os.Rename(dirs[0], dirs[0]+".away"); err != nil {
 				t.Fatal(err)
 			}
 			if s := p.Status(ctx); !s.Degraded || diskState(p, x) != DiskMissing {
 				t.Fatalf("status after detach: %+v", s)
 			}
-			during := putSized(t, p, 2, 12)
 			var deleted []testObj
+			gone := map[objstore.ID]bool{}
 			for _, i := range []int{0, 3, 4, 5} {
-				deleted = append(deleted, before[i], during[i+1])
+				deleted = append(deleted, a.before[i], a.during[i+1])
+				gone[a.before[i].id()], gone[a.during[i+1].id()] = true, true
 			}
-			for _, o := range deleted {
-				if err := p.Delete(ctx, o.kind, o.id()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			deleteObjs(t, p, deleted...)
 			if err := os.Rename(dirs[0]+".away", dirs[0]); err != nil {
 				t.Fatal(err)
 			}
@@ -150,7 +193,7 @@ func TestResync(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Full || len(rep.Unrepairable) > 0 || rep.Errors > 0 || rep.Objects != int64(len(during)+4) || rep.ShardsWritten == 0 {
+			if rep.Full || len(rep.Unrepairable) > 0 || rep.Errors > 0 || rep.Objects != int64(len(a.during)+4) || rep.ShardsWritten == 0 {
 				t.Fatalf("resync report: %+v", rep)
 			}
 			if pr := r.Progress(); pr.Done != pr.Total || pr.Objects != rep.Objects {
@@ -159,20 +202,8 @@ func TestResync(t *testing.T) {
 			if s := p.Status(ctx); s.Degraded || s.Resyncing != 0 {
 				t.Fatalf("status after the resync: %+v", s)
 			}
-			gone := map[objstore.ID]bool{}
-			for _, o := range deleted {
-				gone[o.id()] = true
-				checkGone(t, dirs, o)
-			}
-			live := 0
-			for _, o := range slices.Concat(before, during) {
-				if !gone[o.id()] {
-					checkPlaced(t, p, dirs, o)
-					live++
-				}
-			}
-			scrubClean(t, p, live)
-			checkNoJournals(t, dirs)
+			live := slices.DeleteFunc(slices.Concat(a.before, a.during), func(o testObj) bool { return gone[o.id()] })
+			checkResynced(t, p, dirs, live, deleted)
 		})
 	}
 }
@@ -182,20 +213,9 @@ func TestResync(t *testing.T) {
 // the next return finishes the job.
 func TestResyncDiskVanishesAgain(t *testing.T) {
 	ctx := context.Background()
-	dirs := diskDirs(t, 4)
-	p := createPool(t, dirs, -1)
-	defer p.Close()
-	before := putSized(t, p, 3, 6)
-	x := p.Status(ctx).Disks[1].UUID
-	if err := p.Detach(x, nil); err != nil {
-		t.Fatal(err)
-	}
-	during := putSized(t, p, 4, 24)
-	for _, o := range before[:2] {
-		if err := p.Delete(ctx, o.kind, o.id()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := goAway(t, layoutCases[4], 1, 3, 6, 24, nil)
+	p, dirs, x, before, during := a.p, a.dirs, a.x, a.before, a.during
+	deleteObjs(t, p, before[:2]...)
 	var n atomic.Int32
 	p.resyncHook = func(disk string, kind objstore.Kind, id objstore.ID) {
 		if n.Add(1) == 8 {
@@ -219,9 +239,7 @@ func TestResyncDiskVanishesAgain(t *testing.T) {
 	p.resyncHook = nil
 	p.Detach(x, errors.New("unplugged")) // the watcher's notice comes late
 	more := putSized(t, p, 5, 6)
-	if err := p.Delete(ctx, during[0].kind, during[0].id()); err != nil {
-		t.Fatal(err)
-	}
+	deleteObjs(t, p, during[0])
 	if err := os.Rename(dirs[1]+".away", dirs[1]); err != nil {
 		t.Fatal(err)
 	}
@@ -233,15 +251,7 @@ func TestResyncDiskVanishesAgain(t *testing.T) {
 	if err != nil || rep.Full || len(rep.Unrepairable) > 0 {
 		t.Fatalf("second resync: %+v, %v", rep, err)
 	}
-	for _, o := range slices.Concat(before[:2], during[:1]) {
-		checkGone(t, dirs, o)
-	}
-	live := slices.Concat(before[2:], during[1:], more)
-	for _, o := range live {
-		checkPlaced(t, p, dirs, o)
-	}
-	scrubClean(t, p, len(live))
-	checkNoJournals(t, dirs)
+	checkResynced(t, p, dirs, slices.Concat(before[2:], during[1:], more), slices.Concat(before[:2], during[:1]))
 }
 
 // TestReattachRefuses: only the member itself comes back.
@@ -300,36 +310,24 @@ func TestResyncWithoutJournal(t *testing.T) {
 		{"overflowed", 3, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			dirs := diskDirs(t, 3)
-			p := createPool(t, dirs, -1)
-			defer p.Close()
-			p.journalLimit = c.limit
-			before := putSized(t, p, 6, 6)
-			x := p.Status(ctx).Disks[2].UUID
-			if err := p.Detach(x, nil); err != nil {
-				t.Fatal(err)
-			}
-			during := putSized(t, p, 7, 12)
+			a := goAway(t, layoutCases[3], 2, 6, 6, 12, func(p *Pool) { p.journalLimit = c.limit })
 			if c.lose {
-				for _, d := range dirs[:2] {
+				for _, d := range a.dirs[:2] {
 					if err := os.RemoveAll(filepath.Join(d, poolDirName, missedDirName)); err != nil {
 						t.Fatal(err)
 					}
 				}
 			}
-			r, err := p.Reattach(ctx, x, dirs[2])
+			r, err := a.p.Reattach(ctx, a.x, a.dirs[2])
 			if err != nil {
 				t.Fatal(err)
 			}
+			live := slices.Concat(a.before, a.during)
 			rep, err := r.Wait(ctx)
-			if err != nil || !rep.Full || len(rep.Unrepairable) > 0 || rep.Objects < int64(len(before)+len(during)) {
+			if err != nil || !rep.Full || len(rep.Unrepairable) > 0 || rep.Objects < int64(len(live)) {
 				t.Fatalf("resync: %+v, %v", rep, err)
 			}
-			for _, o := range slices.Concat(before, during) {
-				checkPlaced(t, p, dirs, o)
-			}
-			scrubClean(t, p, len(before)+len(during))
-			checkNoJournals(t, dirs)
+			checkResynced(t, a.p, a.dirs, live, nil)
 		})
 	}
 }
@@ -337,20 +335,9 @@ func TestResyncWithoutJournal(t *testing.T) {
 // TestResyncConcurrent runs puts, gets and deletes while a resync runs.
 func TestResyncConcurrent(t *testing.T) {
 	ctx := context.Background()
-	dirs := diskDirs(t, 4)
-	p := createPool(t, dirs, -1)
-	defer p.Close()
-	before := putSized(t, p, 8, 12)
-	x := p.Status(ctx).Disks[3].UUID
-	if err := p.Detach(x, nil); err != nil {
-		t.Fatal(err)
-	}
-	during := putSized(t, p, 9, 24)
-	for _, o := range during[:6] {
-		if err := p.Delete(ctx, o.kind, o.id()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := goAway(t, layoutCases[4], 3, 8, 12, 24, nil)
+	p, dirs, x, before, during := a.p, a.dirs, a.x, a.before, a.during
+	deleteObjs(t, p, during[:6]...)
 	p.resyncHook = func(string, objstore.Kind, objstore.ID) { time.Sleep(time.Millisecond) }
 	r, err := p.Reattach(ctx, x, dirs[3])
 	if err != nil {
@@ -420,16 +407,8 @@ func TestResyncConcurrent(t *testing.T) {
 	}
 	for _, o := range removed {
 		delete(live, o.id())
-		checkGone(t, dirs, o)
 	}
-	for _, o := range during[3:6] {
-		checkGone(t, dirs, o)
-	}
-	for _, o := range live {
-		checkPlaced(t, p, dirs, o)
-	}
-	scrubClean(t, p, len(live))
-	checkNoJournals(t, dirs)
+	checkResynced(t, p, dirs, slices.Collect(maps.Values(live)), slices.Concat(removed, during[3:6]))
 }
 
 const crashChildEnv = "ARKBOX_POOL_CRASH_CHILD"
@@ -438,7 +417,7 @@ func TestMain(m *testing.M) {
 	if dirs := os.Getenv(crashChildEnv); dirs != "" {
 		if err := crashChild(strings.Split(dirs, string(os.PathListSeparator))); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(3)
+			os.Exit(crashtest.ChildFailed)
 		}
 		os.Exit(0)
 	}
@@ -500,54 +479,15 @@ func TestResyncCrash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	done := map[int]bool{}
 	next := 0
-	for round := range 4 {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+strings.Join(dirs[1:], string(os.PathListSeparator)),
-			"ARKBOX_CRASH_START="+strconv.Itoa(next))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		record := func(l string) {
+	for range 4 {
+		env := []string{crashChildEnv + "=" + strings.Join(dirs[1:], string(os.PathListSeparator)),
+			"ARKBOX_CRASH_START=" + strconv.Itoa(next)}
+		crashtest.Kill(t, env, time.Duration(300+rng.IntN(700))*time.Millisecond, func(l string) {
 			if n, err := strconv.Atoi(strings.TrimPrefix(l, "done ")); err == nil {
 				done[n] = true
 				next = n + 1
 			}
-		}
-		deadline := time.After(time.Duration(300+rng.IntN(700)) * time.Millisecond)
-	read:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				record(l)
-			case <-deadline:
-				cmd.Process.Signal(syscall.SIGKILL)
-				for l := range lines {
-					record(l)
-				}
-				break read
-			}
-		}
-		err = cmd.Wait()
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
-			t.Fatalf("round %d: child failed: %s", round, stderr.String())
-		}
+		})
 		// The operation in flight at the kill may or may not have
 		// happened: the next child starts after it.
 		next++
