@@ -37,6 +37,14 @@ type seenDisk struct {
 	fs   []string // filesystem UUIDs, lowercase
 }
 
+// watch is the state of one Watch.
+type watch struct {
+	m      *Manager
+	o      WatchOptions
+	pooled map[string]string   // filesystem UUID → pool folder
+	seen   map[string]seenDisk // by kernel name
+}
+
 // Watch follows disks coming and going while the pool is open, until ctx
 // ends: a pool disk that vanishes is logged, detached from the pool (which
 // is then degraded and records what the disk misses) and lazily
@@ -44,17 +52,16 @@ type seenDisk struct {
 // mounted by UUID and reattached, and the pool resyncs it. Other disks
 // are only logged: nothing is ever formatted here.
 func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
-	pooled := map[string]string{} // filesystem UUID → pool folder
+	w := &watch{m: m, o: o, pooled: map[string]string{}, seen: map[string]seenDisk{}}
 	for _, d := range o.Dirs {
 		if u, ok := m.mountUUID(d); ok {
-			pooled[u] = filepath.Clean(d)
+			w.pooled[u] = filepath.Clean(d)
 		}
 	}
-	if len(pooled) == 0 {
+	if len(w.pooled) == 0 {
 		<-ctx.Done() // plain folders: no disks to follow
 		return ctx.Err()
 	}
-	seen := map[string]seenDisk{} // by kernel name
 	events := m.o.Hardware.Events(ctx)
 	for {
 		var ev hw.Event
@@ -69,24 +76,44 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 		}
 		switch ev.Kind {
 		case hw.DiskRemoved:
-			m.removed(ctx, o, pooled, seen, ev.Disk)
+			w.removed(ctx, ev.Disk)
 		case hw.DiskChanged:
-			m.removed(ctx, o, pooled, seen, seen[ev.Disk.Name].disk)
-			m.added(ctx, o, pooled, seen, ev.Disk)
+			w.removed(ctx, w.seen[ev.Disk.Name].disk)
+			w.added(ctx, ev.Disk)
 		case hw.DiskAdded:
-			m.added(ctx, o, pooled, seen, ev.Disk)
+			w.added(ctx, ev.Disk)
 		}
 	}
 }
 
-// memberAt returns the pool member whose folder is dir, and its state.
-func memberAt(st pool.Status, dir string) (string, pool.DiskState) {
-	for _, d := range st.Disks {
-		if filepath.Clean(d.Path) == dir {
-			return d.UUID, d.State
+// poolFS is a filesystem that is one of the pool's disks.
+type poolFS struct {
+	uuid, dir string
+	member    string // the pool disk's UUID ("" if the pool does not know the folder)
+	state     pool.DiskState
+}
+
+// poolFilesystems returns which of the filesystems fs are the pool's.
+func (w *watch) poolFilesystems(ctx context.Context, fs []string) []poolFS {
+	var out []poolFS
+	var st pool.Status
+	for _, u := range fs {
+		dir, ok := w.pooled[u]
+		if !ok {
+			continue
 		}
+		if st.Pool == "" {
+			st = w.o.Pool.Status(ctx)
+		}
+		f := poolFS{uuid: u, dir: dir}
+		for _, d := range st.Disks {
+			if filepath.Clean(d.Path) == dir {
+				f.member, f.state = d.UUID, d.State
+			}
+		}
+		out = append(out, f)
 	}
-	return "", ""
+	return out
 }
 
 // fsUUIDs lists the filesystem UUIDs on a disk, lowercase.
@@ -104,48 +131,43 @@ func fsUUIDs(c *hw.Content) []string {
 }
 
 // added handles a disk that appeared (or was there when Watch started).
-func (m *Manager) added(ctx context.Context, o WatchOptions, pooled map[string]string, seen map[string]seenDisk, d hw.Disk) {
-	c, err := m.o.Hardware.Probe(ctx, d)
+func (w *watch) added(ctx context.Context, d hw.Disk) {
+	log := w.m.log
+	c, err := w.m.o.Hardware.Probe(ctx, d)
 	if err != nil {
-		seen[d.Name] = seenDisk{disk: d}
-		m.log.Warn("disk attached; cannot read what is on it", "disk", d.Name, "model", d.Model, "serial", d.Serial, "err", err)
+		w.seen[d.Name] = seenDisk{disk: d}
+		log.Warn("disk attached; cannot read what is on it", "disk", d.Name, "model", d.Model, "serial", d.Serial, "err", err)
 		return
 	}
 	s := seenDisk{disk: d, fs: fsUUIDs(c)}
-	seen[d.Name] = s
-	isPool := false
-	for _, u := range s.fs {
-		dir, ok := pooled[u]
-		if !ok {
-			continue
-		}
-		isPool = true
-		member, state := memberAt(o.Pool.Status(ctx), dir)
-		if member == "" || state != pool.DiskMissing {
+	w.seen[d.Name] = s
+	pfs := w.poolFilesystems(ctx, s.fs)
+	if len(pfs) == 0 {
+		log.Info("disk attached: not a pool disk, left alone", "disk", d.Name, "transport", d.Transport, "model", d.Model,
+			"serial", d.Serial, "size_bytes", d.SizeBytes, "content", c.Origin)
+	}
+	for _, f := range pfs {
+		if f.member == "" || f.state != pool.DiskMissing {
 			continue // present already (Watch has just started)
 		}
-		m.log.Info("pool disk returned: mounting and resyncing it", "disk", d.Name, "model", d.Model, "serial", d.Serial,
-			"fs_uuid", u, "pool_disk", member)
-		mp, err := m.mountWhenReady(ctx, u)
+		args := []any{"disk", d.Name, "fs_uuid", f.uuid, "pool_disk", f.member}
+		log.Info("pool disk returned: mounting and resyncing it", append(args, "model", d.Model, "serial", d.Serial)...)
+		mp, err := w.m.mountWhenReady(ctx, f.uuid)
 		if err != nil {
-			m.log.Error("pool disk returned but cannot be mounted", "disk", d.Name, "fs_uuid", u, "pool_disk", member, "err", err)
+			log.Error("pool disk returned but cannot be mounted", append(args, "err", err)...)
 			continue
 		}
-		r, err := o.Pool.Reattach(ctx, member, mp)
+		r, err := w.o.Pool.Reattach(ctx, f.member, mp)
 		if err != nil {
-			m.log.Error("pool disk returned but the pool refused it", "disk", d.Name, "fs_uuid", u, "pool_disk", member, "err", err)
+			log.Error("pool disk returned but the pool refused it", append(args, "err", err)...)
 			continue
 		}
-		if o.OnResync != nil {
-			o.OnResync(r)
+		if w.o.OnResync != nil {
+			w.o.OnResync(r)
 		}
-		if o.OnChange != nil {
-			o.OnChange()
+		if w.o.OnChange != nil {
+			w.o.OnChange()
 		}
-	}
-	if !isPool {
-		m.log.Info("disk attached: not a pool disk, left alone", "disk", d.Name, "transport", d.Transport, "model", d.Model,
-			"serial", d.Serial, "size_bytes", d.SizeBytes, "content", c.Origin)
 	}
 }
 
@@ -168,35 +190,30 @@ func (m *Manager) mountWhenReady(ctx context.Context, u string) (string, error) 
 }
 
 // removed handles a disk that vanished.
-func (m *Manager) removed(ctx context.Context, o WatchOptions, pooled map[string]string, seen map[string]seenDisk, d hw.Disk) {
-	s, ok := seen[d.Name]
-	delete(seen, d.Name)
+func (w *watch) removed(ctx context.Context, d hw.Disk) {
+	s, ok := w.seen[d.Name]
+	delete(w.seen, d.Name)
 	if !ok {
 		return
 	}
-	isPool := false
-	for _, u := range s.fs {
-		dir, ok := pooled[u]
-		if !ok {
-			continue
-		}
-		isPool = true
-		member, _ := memberAt(o.Pool.Status(ctx), dir)
-		m.log.Warn("pool disk removed: the pool is degraded until it returns", "disk", d.Name, "model", d.Model,
-			"serial", d.Serial, "fs_uuid", u, "pool_disk", member)
-		if member != "" {
-			if err := o.Pool.Detach(member, fmt.Errorf("disk %s (%s) was removed", d.Name, d.Identity())); err != nil {
-				m.log.Error("detaching a removed pool disk", "pool_disk", member, "err", err)
+	log := w.m.log
+	pfs := w.poolFilesystems(ctx, s.fs)
+	if len(pfs) == 0 {
+		log.Info("disk removed", "disk", d.Name, "model", d.Model, "serial", d.Serial)
+	}
+	for _, f := range pfs {
+		log.Warn("pool disk removed: the pool is degraded until it returns", "disk", d.Name, "model", d.Model,
+			"serial", d.Serial, "fs_uuid", f.uuid, "pool_disk", f.member)
+		if f.member != "" {
+			if err := w.o.Pool.Detach(f.member, fmt.Errorf("disk %s (%s) was removed", d.Name, d.Identity())); err != nil {
+				log.Error("detaching a removed pool disk", "pool_disk", f.member, "err", err)
 			}
 		}
-		if err := m.o.Hardware.UnmountLazy(ctx, dir); err != nil {
-			m.log.Warn("unmounting a removed pool disk", "at", dir, "err", err)
+		if err := w.m.o.Hardware.UnmountLazy(ctx, f.dir); err != nil {
+			log.Warn("unmounting a removed pool disk", "at", f.dir, "err", err)
 		}
-		if o.OnChange != nil {
-			o.OnChange()
+		if w.o.OnChange != nil {
+			w.o.OnChange()
 		}
-	}
-	if !isPool {
-		m.log.Info("disk removed", "disk", d.Name, "model", d.Model, "serial", d.Serial)
 	}
 }

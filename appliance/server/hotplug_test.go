@@ -30,9 +30,8 @@ type folderMachine struct {
 	events chan hw.Event
 }
 
+// Disks lists the disks (they do not change once serve runs).
 func (m *folderMachine) Disks(ctx context.Context) ([]hw.Disk, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	return slices.Clone(m.disks), nil
 }
 
@@ -54,20 +53,15 @@ func (m *folderMachine) Adopt(ctx context.Context, d hw.Disk) (*hw.Adopted, erro
 	return &hw.Adopted{Disk: d.Path, UUID: m.fs[d.Name]}, nil
 }
 
-// Mount makes the folder; a pulled disk's folder comes back.
+// Mount makes the folder (a pulled disk's folder stays: the pool's
+// Detach is what this test is about).
 func (m *folderMachine) Mount(ctx context.Context, fsUUID, dir string) (string, error) {
 	mp := filepath.Join(dir, fsUUID)
-	if _, err := os.Stat(mp + ".pulled"); err == nil {
-		return mp, os.Rename(mp+".pulled", mp)
-	}
 	return mp, os.MkdirAll(mp, 0o755)
 }
 
-func (m *folderMachine) Unmount(ctx context.Context, mountPoint string) error { return nil }
-
-func (m *folderMachine) UnmountLazy(ctx context.Context, mountPoint string) error {
-	return os.Rename(mountPoint, mountPoint+".pulled")
-}
+func (m *folderMachine) Unmount(ctx context.Context, mountPoint string) error     { return nil }
+func (m *folderMachine) UnmountLazy(ctx context.Context, mountPoint string) error { return nil }
 
 func (m *folderMachine) Events(ctx context.Context) <-chan hw.Event { return m.events }
 

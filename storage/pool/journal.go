@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/arkbox/arkbox/storage/objstore"
 )
@@ -273,31 +272,22 @@ func (p *Pool) journalMissed(st *state, op byte, kind objstore.Kind, id objstore
 		return nil
 	}
 	rec := encodeJournalRecord(op, kind, id)
-	holders := st.inSync()
-	okFor := make([]bool, len(out))
-	var mu sync.Mutex
-	var errs []error
-	var wg sync.WaitGroup
-	for _, h := range holders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i, m := range out {
-				err := h.createJournal(m.uuid, m.slot, 0, false)
-				if err == nil {
-					err = h.appendJournal(m.uuid, rec, p.journalLimit)
-				}
-				mu.Lock()
-				if err != nil {
-					errs = append(errs, err)
-				} else {
-					okFor[i] = true
-				}
-				mu.Unlock()
-			}
-		}()
+	work := map[*disk][]int{}
+	for _, h := range st.inSync() {
+		for i := range out {
+			work[h] = append(work[h], i)
+		}
 	}
-	wg.Wait()
+	done, errs := perDisk(work, func(h *disk, i int) error {
+		if err := h.createJournal(out[i].uuid, out[i].slot, 0, false); err != nil {
+			return err
+		}
+		return h.appendJournal(out[i].uuid, rec, p.journalLimit)
+	})
+	okFor := make([]bool, len(out))
+	for _, r := range done {
+		okFor[r.index] = true
+	}
 	for i, m := range out {
 		if !okFor[i] {
 			return fmt.Errorf("pool: %s/%s: cannot record that %s misses it: %w", kind, id, m, errors.Join(append(errs, errNoDisk)...))

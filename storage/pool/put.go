@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -232,29 +233,19 @@ func (p *Pool) writeTemps(ctx context.Context, kind objstore.Kind, id objstore.I
 	for _, i := range pending {
 		byDisk[targets[i]] = append(byDisk[targets[i]], i)
 	}
-	var mu sync.Mutex
+	done, es := perDisk(byDisk, func(d *disk, i int) error {
+		hdr := newHeader(kind, id, k, m, i, objLen, shards[i]).encode()
+		tmp, err := d.writeTemp(ctx, kind, id, i, hdr, shards[i])
+		tmps[i] = tmp
+		return err
+	})
+	*errs = append(*errs, es...)
 	var failed []int
-	var wg sync.WaitGroup
-	for d, idxs := range byDisk {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, i := range idxs {
-				hdr := newHeader(kind, id, k, m, i, objLen, shards[i]).encode()
-				tmp, err := d.writeTemp(ctx, kind, id, i, hdr, shards[i])
-				mu.Lock()
-				if err != nil {
-					failed = append(failed, i)
-					*errs = append(*errs, err)
-				} else {
-					tmps[i] = tmp
-				}
-				mu.Unlock()
-			}
-		}()
+	for _, i := range pending {
+		if !slices.ContainsFunc(done, func(r repaired) bool { return r.index == i }) {
+			failed = append(failed, i)
+		}
 	}
-	wg.Wait()
-	sort.Ints(failed)
 	return failed
 }
 
@@ -267,29 +258,45 @@ func (p *Pool) commitTemps(kind objstore.Kind, id objstore.ID, targets []*disk, 
 			byDisk[targets[i]] = append(byDisk[targets[i]], i)
 		}
 	}
+	done, es := perDisk(byDisk, func(d *disk, i int) error {
+		err := d.commitTemp(kind, id, i, tmps[i])
+		if err == nil {
+			tmps[i] = ""
+		}
+		return err
+	})
+	*errs = append(*errs, es...)
+	var out []int
+	for _, r := range done {
+		out = append(out, r.index)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// perDisk runs fn for every index of work on its disk, one goroutine per
+// disk going through its indexes in order, and returns the pairs that
+// succeeded and the errors of the others. fn must only touch what belongs
+// to its own index.
+func perDisk(work map[*disk][]int, fn func(d *disk, i int) error) (done []repaired, errs []error) {
 	var mu sync.Mutex
-	var done []int
 	var wg sync.WaitGroup
-	for d, idxs := range byDisk {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for d, idxs := range work {
+		wg.Go(func() {
 			for _, i := range idxs {
-				err := d.commitTemp(kind, id, i, tmps[i])
+				err := fn(d, i)
 				mu.Lock()
 				if err != nil {
-					*errs = append(*errs, err)
+					errs = append(errs, err)
 				} else {
-					done = append(done, i)
-					tmps[i] = ""
+					done = append(done, repaired{d, i})
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	sort.Ints(done)
-	return done
+	return done, errs
 }
 
 // dropSuperseded removes files of an earlier, incomplete write of the

@@ -356,42 +356,36 @@ func TestResyncConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				switch w {
-				case 0: // new objects
-					o := sizedObj(uint64(10+w), i)
-					if err := p.Put(ctx, o.kind, o.id(), o.data); err != nil {
+				// record does op on o and notes o in list.
+				record := func(o testObj, list *[]testObj, op func(testObj) error) bool {
+					if err := op(o); err != nil {
 						t.Error(err)
-						return
+						return false
 					}
 					mu.Lock()
-					added = append(added, o)
+					*list = append(*list, o)
 					mu.Unlock()
-				case 1: // reads of what is there
+					return true
+				}
+				put := func(o testObj) error { return p.Put(ctx, o.kind, o.id(), o.data) }
+				del := func(o testObj) error { return p.Delete(ctx, o.kind, o.id()) }
+				ok := true
+				switch {
+				case w == 0: // new objects
+					ok = record(sizedObj(10, i), &added, put)
+				case w == 1: // reads of what is there
 					o := during[6+i%18]
 					if got, err := p.Get(ctx, o.kind, o.id()); err != nil || !bytes.Equal(got, o.data) {
 						t.Errorf("get during the resync: %v", err)
-						return
+						ok = false
 					}
-				case 2: // deletes, and puts again of deleted objects
-					if i < 6 {
-						o := before[i]
-						if err := p.Delete(ctx, o.kind, o.id()); err != nil {
-							t.Error(err)
-							return
-						}
-						mu.Lock()
-						removed = append(removed, o)
-						mu.Unlock()
-					} else if i < 9 {
-						o := during[i-6]
-						if err := p.Put(ctx, o.kind, o.id(), o.data); err != nil {
-							t.Error(err)
-							return
-						}
-						mu.Lock()
-						added = append(added, o)
-						mu.Unlock()
-					}
+				case i < 6: // deletes
+					ok = record(before[i], &removed, del)
+				case i < 9: // puts again of objects deleted while the disk was away
+					ok = record(during[i-6], &added, put)
+				}
+				if !ok {
+					return
 				}
 			}
 		}()
