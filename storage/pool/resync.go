@@ -283,7 +283,8 @@ func (p *Pool) stopResync(uuid string) {
 	}
 }
 
-// journalCopies reads, from every in-sync disk, the journal records of x
+// journalCopies reads, from every in-sync disk (present, writable or not),
+// the journal records of x
 // after the offsets in from (nil: from the start). It returns the union
 // of the records (each object once), the new offsets, whether a full
 // resync is needed, and whether any copy was found.
@@ -292,7 +293,7 @@ func (p *Pool) journalCopies(st *state, x *disk, from map[string]int64) ([]misse
 	var keys []missedKey
 	offs := map[string]int64{}
 	full, found := false, false
-	for _, h := range st.inSync() {
+	for _, h := range st.present() {
 		start := int64(0)
 		if from != nil {
 			o, ok := from[h.uuid]
@@ -386,22 +387,29 @@ func (p *Pool) resync(ctx context.Context, x *disk, r *Resync) error {
 		keys, _, _, _ = p.journalCopies(p.st.Load(), x, offs)
 		err := p.resyncKeys(ctx, x, r, keys, !r.rep.Full)
 		if err == nil {
-			err = p.finishResync(x)
+			err = p.finishResync(x, r)
 		}
 		p.opMu.Unlock()
 		return err
 	}
 }
 
-// finishResync puts x back into sync and removes its journals. The caller
-// holds opMu.
-func (p *Pool) finishResync(x *disk) error {
+// finishResync puts x back into sync and removes its journals — unless
+// some object failed (an I/O error), then x is set missing, its journal
+// kept. The caller holds opMu.
+func (p *Pool) finishResync(x *disk, r *Resync) error {
 	if !x.attached() {
 		return fmt.Errorf("pool: resync disk %s: %w", x.uuid, ErrVanished)
 	}
 	st := p.st.Load()
 	if st.member(x.uuid) != x {
 		return fmt.Errorf("pool: resync disk %s: the disk was replaced or reattached meanwhile", x.uuid)
+	}
+	if n := r.rep.Errors; n > 0 {
+		// Leave the journal for another try, and let Reattach make it.
+		err := fmt.Errorf("pool: resync disk %s: %d objects failed; the disk stays out of the pool until it is reattached", x.uuid, n)
+		x.setMissing(err)
+		return err
 	}
 	x.setSyncing(false)
 	for _, d := range st.members {
