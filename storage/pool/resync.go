@@ -558,7 +558,11 @@ func (p *Pool) resyncObject(ctx context.Context, x *disk, k missedKey, deleteOrp
 	for _, f := range l.files {
 		inSync = inSync || f.d != x
 	}
-	if !inSync && deleteOrphans {
+	// Without a journal, an object only x holds and cannot be read from
+	// it alone, while every other member is there, is what a delete left
+	// behind: x's files of it go too.
+	remnant := !inSync && errors.Is(err, objstore.ErrCorrupt) && len(st.outOfSync()) == 1
+	if !inSync && (deleteOrphans || remnant) {
 		// Deleted while x was away.
 		for _, f := range l.files {
 			if err := x.removeShard(k.kind, k.id, f.index); err != nil {

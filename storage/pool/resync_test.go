@@ -311,6 +311,18 @@ func TestResyncWithoutJournal(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			a := goAway(t, layoutCases[3], 2, 6, 6, 12, func(p *Pool) { p.journalLimit = c.limit })
+			// Deleted while the disk was away: without a journal, the
+			// striped one (one shard left on the disk) goes, the
+			// replicated one (a whole copy) is kept.
+			striped, replicated := a.before[4], a.before[1]
+			deleteObjs(t, a.p, striped, replicated)
+			gone := []testObj{striped}
+			live := slices.Concat(a.before[:1], a.before[2:4], a.before[5:], a.during)
+			if len(shardFiles(t, a.dirs[2:], replicated.kind, replicated.id())) > 0 {
+				live = append(live, replicated)
+			} else {
+				gone = append(gone, replicated)
+			}
 			if c.lose {
 				for _, d := range a.dirs[:2] {
 					if err := os.RemoveAll(filepath.Join(d, poolDirName, missedDirName)); err != nil {
@@ -322,12 +334,11 @@ func TestResyncWithoutJournal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			live := slices.Concat(a.before, a.during)
 			rep, err := r.Wait(ctx)
 			if err != nil || !rep.Full || len(rep.Unrepairable) > 0 || rep.Objects < int64(len(live)) {
 				t.Fatalf("resync: %+v, %v", rep, err)
 			}
-			checkResynced(t, a.p, a.dirs, live, nil)
+			checkResynced(t, a.p, a.dirs, live, gone)
 		})
 	}
 }
