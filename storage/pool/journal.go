@@ -71,6 +71,17 @@ func encodeJournalRecord(op byte, kind objstore.Kind, id objstore.ID) []byte {
 	return b
 }
 
+// decodeJournalRecord decodes a record and checks it.
+func decodeJournalRecord(rec []byte) (missedKey, bool) {
+	kind, ok := kindFromCode(rec[1])
+	if !ok || binary.LittleEndian.Uint32(rec[36:]) != crc32.Checksum(rec[:36], crcTable) || (rec[0] != opPut && rec[0] != opDelete) {
+		return missedKey{}, false
+	}
+	k := missedKey{kind: kind}
+	copy(k.id[:], rec[4:36])
+	return k, true
+}
+
 // createJournal makes an empty journal for member on d unless one exists;
 // with reset it replaces any existing one. The header goes to a temp file
 // that is fsynced and then linked (or, with reset, renamed) into place, so
@@ -132,11 +143,51 @@ func (d *disk) appendJournal(member string, recs []byte, limit int) error {
 	if st.Size() >= journalHeaderLen+int64(limit)*journalRecordLen {
 		return nil
 	}
+
 	if _, err := f.Write(recs); err != nil {
 		return d.fault(op, err)
 	}
 	if err := f.Sync(); err != nil {
 		return d.fault(op, err)
+	}
+	return nil
+}
+
+// trimJournal drops a record cut short by a crash at the end of the
+// journal of member on d, so that the records appended after it stay in
+// step. It runs at Open, before anything appends.
+func (d *disk) trimJournal(member string) error {
+	path := d.journalPath(member)
+	st, err := os.Stat(path)
+	if err != nil {
+		return d.fault("check the missed-writes journal of disk "+member, err)
+	}
+	if st.Size() <= journalHeaderLen {
+		return nil
+	}
+	size := st.Size() - (st.Size()-journalHeaderLen)%journalRecordLen
+	if size > journalHeaderLen {
+		// A last record of full length may be torn too (written as
+		// length, not yet as bytes).
+		last := make([]byte, journalRecordLen)
+		f, err := os.Open(path)
+		if err != nil {
+			return d.fault("check the missed-writes journal of disk "+member, err)
+		}
+		_, err = f.ReadAt(last, size-journalRecordLen)
+		f.Close()
+		if err != nil {
+			return d.fault("check the missed-writes journal of disk "+member, err)
+		}
+		if _, ok := decodeJournalRecord(last); !ok {
+			size -= journalRecordLen
+		}
+	}
+	if size == st.Size() {
+		return nil
+	}
+	if err := os.Truncate(path, size); err != nil {
+		return d.fault("trim the missed-writes journal of disk "+member, err)
 	}
 	return nil
 }
@@ -178,20 +229,15 @@ func (d *disk) readJournal(member string, slot [16]byte, from int64, limit int) 
 		r.end = journalHeaderLen
 	}
 	for len(b) >= journalRecordLen {
-		rec := b[:journalRecordLen]
+		k, good := decodeJournalRecord(b[:journalRecordLen])
 		b = b[journalRecordLen:]
-		kind, ok := kindFromCode(rec[1])
-		good := binary.LittleEndian.Uint32(rec[36:]) == crc32.Checksum(rec[:36], crcTable) && ok &&
-			(rec[0] == opPut || rec[0] == opDelete)
 		if !good {
 			if len(b) < journalRecordLen {
 				break // torn by a crash: the write it announced never happened
 			}
 			return nil, fmt.Errorf("%w: %s: bad record at offset %d", errBadJournal, d.journalPath(member), r.end)
 		}
-		var id objstore.ID
-		copy(id[:], rec[4:36])
-		r.keys = append(r.keys, missedKey{kind, id})
+		r.keys = append(r.keys, k)
 		r.end += journalRecordLen
 	}
 	if r.end >= journalHeaderLen+int64(limit)*journalRecordLen {

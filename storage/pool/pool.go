@@ -453,6 +453,9 @@ func (p *Pool) findOutOfSync(st *state) {
 	}
 	for h, js := range held {
 		for _, u := range js {
+			if err := h.trimJournal(u); err != nil {
+				p.log.Warn("pool: missed-writes journal", "disk", u, "on", h.uuid, "err", err)
+			}
 			m := st.member(u)
 			if m == nil || m == h || m.present() {
 				if err := h.removeJournal(u); err != nil {
