@@ -16,6 +16,31 @@ import (
 	"github.com/google/uuid"
 )
 
+// mountedPool mounts the disk folders dirs through m, makes a pool on
+// them, and returns it with a function that stores an object (of a
+// little over 200 KiB, striped) and returns its id.
+func mountedPool(t *testing.T, m *Manager, dirs []string) (*pool.Pool, func(string) objstore.ID) {
+	t.Helper()
+	ctx := context.Background()
+	if err := m.OpenPool(ctx, dirs); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Release(context.Background(), dirs) })
+	p, err := pool.Create(ctx, dirs, pool.CreateOptions{Parity: -1, Logger: m.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, func(s string) objstore.ID {
+		data := []byte(strings.Repeat(s, 30000))
+		id := objstore.Sum(data)
+		if err := p.Put(ctx, objstore.KindPack, id, data); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+}
+
 // eventually waits until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -44,22 +69,7 @@ func TestWatchHotPlug(t *testing.T) {
 		f.add(name, hw.TransportUSB, arkboxContent(u, nil))
 		dirs = append(dirs, filepath.Join(dir, u))
 	}
-	if err := m.OpenPool(ctx, dirs); err != nil {
-		t.Fatal(err)
-	}
-	p, err := pool.Create(ctx, dirs, pool.CreateOptions{Parity: -1, Logger: m.log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	put := func(s string) objstore.ID {
-		data := []byte(strings.Repeat(s, 30000))
-		id := objstore.Sum(data)
-		if err := p.Put(ctx, objstore.KindPack, id, data); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	p, put := mountedPool(t, m, dirs)
 	first := put("before ")
 
 	sys := hwtest.Board(t, 50)

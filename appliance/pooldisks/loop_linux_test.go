@@ -4,11 +4,9 @@ package pooldisks
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -75,7 +73,7 @@ func TestWatchLoopDevices(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	lm := loopMachine{events: make(chan hw.Event, 16)}
-	m, logs, mnt := newManager(t, nil, 0, 10*time.Second)
+	m, _, mnt := newManager(t, nil, 0, 10*time.Second)
 	m.o.Hardware = lm
 	var dirs, imgs []string
 	var disks []hw.Disk
@@ -86,23 +84,7 @@ func TestWatchLoopDevices(t *testing.T) {
 		disks = append(disks, hw.Disk{Name: filepath.Base(dev), Path: dev, Model: "loop", Serial: filepath.Base(img)})
 		dirs = append(dirs, filepath.Join(mnt, u))
 	}
-	if err := m.OpenPool(ctx, dirs); err != nil {
-		t.Fatal(err)
-	}
-	defer m.Release(context.Background(), dirs)
-	p, err := pool.Create(ctx, dirs, pool.CreateOptions{Parity: -1, Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	put := func(seed string) objstore.ID {
-		data := []byte(strings.Repeat(seed, 40000))
-		id := objstore.Sum(data)
-		if err := p.Put(ctx, objstore.KindPack, id, data); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
+	p, put := mountedPool(t, m, dirs)
 	ids := []objstore.ID{put("before ")}
 	var mu sync.Mutex
 	var resyncs []*pool.Resync
