@@ -311,7 +311,7 @@ func (st *state) inSync() []*disk {
 // journalMissed records, before a write or delete of (kind, id) takes
 // effect, that every member out of sync misses it: one record per member
 // on every in-sync disk, in parallel, each fsynced. It fails only when
-// some member's record reached no disk.
+// some member's record reached no disk; the caller names the operation.
 func (p *Pool) journalMissed(st *state, op byte, kind objstore.Kind, id objstore.ID) error {
 	out := st.outOfSync()
 	if len(out) == 0 || len(st.members) == 1 {
@@ -336,7 +336,7 @@ func (p *Pool) journalMissed(st *state, op byte, kind objstore.Kind, id objstore
 	}
 	for i, m := range out {
 		if !okFor[i] {
-			return fmt.Errorf("pool: %s/%s: cannot record that %s misses it: %w", kind, id, m, errors.Join(append(errs, errNoDisk)...))
+			return fmt.Errorf("cannot record that %s misses it: %w", m, errors.Join(append(errs, errNoDisk)...))
 		}
 	}
 	return nil

@@ -1,8 +1,12 @@
 package pool
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/arkbox/arkbox/storage/objstore"
@@ -95,5 +99,35 @@ func flipAt(t *testing.T, path string, off int) {
 	b[off] ^= 0xff
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestJournalUnwritable: a write or delete whose record of what a missing
+// disk misses reaches no disk fails, and changes nothing.
+func TestJournalUnwritable(t *testing.T) {
+	ctx := context.Background()
+	a := goAway(t, layoutCases[3], 0, 30, 2, 0, nil)
+	for _, d := range a.dirs[1:] {
+		missed := filepath.Join(d, poolDirName, missedDirName)
+		if err := os.RemoveAll(missed); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(missed, []byte("not a folder"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := sizedObj(31, 4)
+	if err := a.p.Put(ctx, o.kind, o.id(), o.data); err == nil || !strings.Contains(err.Error(), "cannot record") {
+		t.Fatalf("put without a journal: %v", err)
+	}
+	if files := shardFiles(t, a.dirs, o.kind, o.id()); len(files) > 0 {
+		t.Fatalf("a failed put left %v", files)
+	}
+	old := a.before[1]
+	if err := a.p.Delete(ctx, old.kind, old.id()); err == nil || !strings.Contains(err.Error(), "cannot record") {
+		t.Fatalf("delete without a journal: %v", err)
+	}
+	if got, err := a.p.Get(ctx, old.kind, old.id()); err != nil || !bytes.Equal(got, old.data) {
+		t.Fatalf("object after a failed delete: %v", err)
 	}
 }

@@ -98,7 +98,7 @@ func (p *Pool) Delete(ctx context.Context, kind objstore.Kind, id objstore.ID) e
 	defer unlock()
 	st := p.st.Load()
 	if err := p.journalMissed(st, opDelete, kind, id); err != nil {
-		return fmt.Errorf("pool: delete: %w", err)
+		return fmt.Errorf("pool: delete %s/%s: %w", kind, id, err)
 	}
 	removed := 0
 	var errs []error

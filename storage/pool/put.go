@@ -83,7 +83,7 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 	// reaches a disk (Open completes a write whose temp files are
 	// there, even after a crash).
 	if err := p.journalMissed(st, opPut, kind, id); err != nil {
-		return err
+		return fmt.Errorf("pool: put %s/%s: %w", kind, id, err)
 	}
 	tmps := make([]string, total)
 	var errs []error
@@ -151,7 +151,7 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 	if len(committed) < total {
 		// A disk that vanished during the write misses it too.
 		if err := p.journalMissed(st, opPut, kind, id); err != nil {
-			p.log.Warn("pool: recording a missed write", "err", err)
+			p.log.Warn("pool: recording a missed write", "kind", kind, "object", id.String(), "err", err)
 		}
 		p.log.Warn("pool: object written without full redundancy; scrub will complete it",
 			"kind", kind, "object", id.String(), "shards", len(committed), "of", total, "unavailable", unavailable(st), "errors", errors.Join(errs...))

@@ -371,7 +371,7 @@ func (p *Pool) repairIn(ctx context.Context, st *state, v view, l *loaded) (writ
 		// where that member's return makes them superfluous: record
 		// it, so that the resync puts them right.
 		if err := p.journalMissed(st, opPut, l.kind, l.id); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("pool: repair %s/%s: %w", l.kind, l.id, err)
 		}
 	}
 	var done []repaired
