@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/arkbox/arkbox/hw/hwtest"
 	"golang.org/x/sys/unix"
 )
 
@@ -19,19 +20,7 @@ import (
 // end of the test.
 func losetup(t *testing.T, args ...string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup not installed")
-	}
-	out, err := exec.Command("losetup", append([]string{"-f", "--show"}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Skipf("no loop device available: %v: %s", err, out)
-	}
-	dev := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
-	return dev
+	return hwtest.Losetup(t, args...)
 }
 
 // TestAdoptLoopDevice adopts a loop device, checks the result with e2fsck,

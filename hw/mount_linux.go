@@ -71,6 +71,19 @@ func Unmount(ctx context.Context, mountPoint string) error {
 	return nil
 }
 
+// UnmountLazy detaches a mount point whose disk has gone (MNT_DETACH):
+// the kernel takes it out of the tree at once and lets go of the
+// filesystem when nothing uses it any more. It then removes the folder.
+func UnmountLazy(ctx context.Context, mountPoint string) error {
+	if err := unix.Unmount(mountPoint, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("hw: unmount %s lazily: %w", mountPoint, err)
+	}
+	if err := os.Remove(mountPoint); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("hw: unmount %s lazily: remove folder: %w", mountPoint, err)
+	}
+	return nil
+}
+
 // ensureNode creates a block device node for dev ("major:minor") at path
 // if there is none.
 func ensureNode(path, dev string) (string, error) {

@@ -20,6 +20,11 @@ func Unmount(ctx context.Context, mountPoint string) error {
 	return fmt.Errorf("hw: unmount %s: %w", mountPoint, errNotLinux)
 }
 
+// UnmountLazy is only implemented on Linux.
+func UnmountLazy(ctx context.Context, mountPoint string) error {
+	return fmt.Errorf("hw: unmount %s lazily: %w", mountPoint, errNotLinux)
+}
+
 func ensureNode(path, dev string) (string, error) { return path, nil }
 
 // ReadSMART is only implemented on Linux.

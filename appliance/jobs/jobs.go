@@ -55,6 +55,7 @@ const (
 	KindScrub     = "scrub"
 	KindVerify    = "verify"
 	KindReplicate = "replicate"
+	KindResync    = "resync" // a pool disk that returned is brought up to date
 )
 
 // Triggers: why a run started (the scheduler's triggers, plus "manual" for
@@ -124,6 +125,9 @@ type Options struct {
 	// MaxRecords is how many records are kept (50000); the oldest go.
 	MaxRecords int
 	Logger     *slog.Logger // nil: discard
+	// OnFinish, if set, is called with the record of each run that
+	// finishes, after it is saved.
+	OnFinish func(Record)
 }
 
 // ErrNotFound is returned by Get for an unknown id.
@@ -397,6 +401,9 @@ func (r *Run) Finish(res Result, err error, st Stats) error {
 	if werr != nil {
 		return fmt.Errorf("jobs: finish run %d (%s %s): %w", rec.ID, rec.Kind, rec.Target, werr)
 	}
+	if r.d.opt.OnFinish != nil {
+		r.d.opt.OnFinish(rec)
+	}
 	return nil
 }
 
@@ -575,4 +582,23 @@ func (d *DB) Active() []Record {
 	}
 	slices.SortFunc(out, func(a, b Record) int { return cmp.Compare(a.ID, b.ID) })
 	return out
+}
+
+// Key names the job a record is a run of: its kind, target and schedule.
+func (r Record) Key() string { return r.Kind + "\x00" + r.Target + "\x00" + r.Schedule }
+
+// LastResults returns the newest finished record of each job (Record.Key)
+// among the newest scan records, by key.
+func (d *DB) LastResults(ctx context.Context, scan int) (map[string]Record, error) {
+	recs, err := d.List(ctx, Filter{}, scan)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Record{}
+	for _, r := range recs {
+		if _, ok := out[r.Key()]; !ok && r.Result.Final() {
+			out[r.Key()] = r
+		}
+	}
+	return out, nil
 }

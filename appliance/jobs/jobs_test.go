@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -491,5 +492,52 @@ func TestSchedulerCatchUp(t *testing.T) {
 	rs, _ := d.List(ctx, Filter{Kind: KindScrub}, 0)
 	if len(rs) != 2 || rs[0].Trigger != TriggerCatchUp || rs[0].Result != OK || rs[1].Result != Interrupted {
 		t.Errorf("scrub records: %+v", rs)
+	}
+}
+
+// TestLastResults: the newest finished run of each job, and OnFinish sees
+// every run that ends.
+func TestLastResults(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var finished []Result
+	d, _, _ := open(t, Options{OnFinish: func(r Record) { mu.Lock(); finished = append(finished, r.Result); mu.Unlock() }})
+	runs := []struct {
+		spec Spec
+		err  error
+	}{
+		{Spec{Kind: KindScrub, Target: "pool"}, errors.New("disk error")},
+		{Spec{Kind: KindScrub, Target: "pool"}, nil},
+		{Spec{Kind: KindVerify, Target: "repository"}, nil},
+		{Spec{Kind: KindVerify, Target: "repository"}, errors.New("bad blob")},
+	}
+	for _, r := range runs {
+		d.Do(ctx, r.spec, func(context.Context, *Run) (Stats, error) { return Stats{}, r.err })
+	}
+	run, err := d.Start(ctx, Spec{Kind: KindResync, Target: "disk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := d.LastResults(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Result{
+		(Record{Kind: KindScrub, Target: "pool"}).Key():        OK,
+		(Record{Kind: KindVerify, Target: "repository"}).Key(): Failed,
+	}
+	if len(last) != len(want) {
+		t.Fatalf("last results %+v", last)
+	}
+	for k, res := range want {
+		if last[k].Result != res {
+			t.Errorf("%q: %s, want %s", k, last[k].Result, res)
+		}
+	}
+	run.Finish("", nil, Stats{})
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []Result{Failed, OK, OK, Failed, OK}; !slices.Equal(finished, want) {
+		t.Errorf("OnFinish saw %v, want %v", finished, want)
 	}
 }

@@ -7,7 +7,11 @@
 //     and hands their mount points to the new pool;
 //   - before an existing pool is opened, it mounts the pool's disks by the
 //     UUID their folder is named after, waiting for disks that are slow to
-//     appear.
+//     appear;
+//   - while the pool is open, it follows disks coming and going (Watch):
+//     a pool disk that vanishes is detached from the pool and lazily
+//     unmounted, and when it returns it is mounted again and reattached,
+//     which resyncs it.
 //
 // Neither waits in a loop of errors: a box without its disks logs what it
 // sees and what is missing, and keeps waiting.
@@ -45,6 +49,12 @@ type Hardware interface {
 	// the filesystem holds in memory); one that is not mounted is left
 	// alone.
 	Unmount(ctx context.Context, mountPoint string) error
+	// UnmountLazy detaches the mount point of a disk that has gone; one
+	// that is not mounted is left alone.
+	UnmountLazy(ctx context.Context, mountPoint string) error
+	// Events reports disks appearing, vanishing and changing until ctx
+	// ends (hw.Watcher); it first reports the disks present as added.
+	Events(ctx context.Context) <-chan hw.Event
 }
 
 // Machine is the Hardware of the running machine, through package hw.
@@ -76,20 +86,42 @@ func (m Machine) Mount(ctx context.Context, fsUUID, dir string) (string, error) 
 
 // Unmount implements Hardware.
 func (m Machine) Unmount(ctx context.Context, mountPoint string) error {
+	if ok, err := m.mounted(mountPoint); !ok {
+		return err
+	}
+	return hw.Unmount(ctx, mountPoint)
+}
+
+// mounted reports whether something is mounted at mountPoint.
+func (m Machine) mounted(mountPoint string) (bool, error) {
 	mi := m.MountInfo
 	if mi == "" {
 		mi = "/proc/self/mountinfo"
 	}
 	ms, err := hw.ReadMountInfo(mi)
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, x := range ms {
 		if x.MountPoint == filepath.Clean(mountPoint) {
-			return hw.Unmount(ctx, mountPoint)
+			return true, nil
 		}
 	}
-	return nil
+	return false, nil
+}
+
+// UnmountLazy implements Hardware.
+func (m Machine) UnmountLazy(ctx context.Context, mountPoint string) error {
+	if ok, err := m.mounted(mountPoint); !ok {
+		return err
+	}
+	return hw.UnmountLazy(ctx, mountPoint)
+}
+
+// Events implements Hardware.
+func (m Machine) Events(ctx context.Context) <-chan hw.Event {
+	w := &hw.Watcher{Options: hw.DiscoverOptions{SysRoot: m.SysRoot, DevRoot: m.DevRoot}}
+	return w.Watch(ctx)
 }
 
 // Options configure a Manager.

@@ -31,11 +31,25 @@ type fake struct {
 	lateMounts int
 	unmounted  []string // fs UUIDs
 	adoptFails map[string]bool
+	lazy       []string      // fs UUIDs unmounted lazily
+	events     chan hw.Event // what Events reports
 }
 
 func newFake() *fake {
-	return &fake{content: map[string]*hw.Content{}, attached: map[string]bool{}, failFor: map[string]int{}}
+	return &fake{content: map[string]*hw.Content{}, attached: map[string]bool{}, failFor: map[string]int{},
+		events: make(chan hw.Event, 16)}
 }
+
+// UnmountLazy takes the filesystem out of the tree: its folder moves
+// aside until it is mounted again.
+func (f *fake) UnmountLazy(ctx context.Context, mountPoint string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lazy = append(f.lazy, filepath.Base(mountPoint))
+	return os.Rename(mountPoint, mountPoint+".unmounted")
+}
+
+func (f *fake) Events(ctx context.Context) <-chan hw.Event { return f.events }
 
 func (f *fake) add(name string, tr hw.Transport, c *hw.Content) {
 	f.mu.Lock()
@@ -89,6 +103,9 @@ func (f *fake) Mount(ctx context.Context, fsUUID, dir string) (string, error) {
 	}
 	f.mounts++
 	mp := filepath.Join(dir, fsUUID)
+	if _, err := os.Stat(mp + ".unmounted"); err == nil {
+		return mp, os.Rename(mp+".unmounted", mp)
+	}
 	return mp, os.MkdirAll(mp, 0o755)
 }
 

@@ -24,6 +24,10 @@ func TestPoolCapacity(t *testing.T) {
 			disk(pool.DiskOK, 900, 300), disk(pool.DiskOK, 900, 300), disk(pool.DiskReadOnly, 900, 300)}}, 1800, 400},
 		{"2+1, one missing", pool.Status{K: 2, M: 1, Disks: []pool.DiskStatus{
 			disk(pool.DiskOK, 900, 300), disk(pool.DiskOK, 900, 300), disk(pool.DiskMissing, 0, 0)}}, 1200, 400},
+		// A disk being resynced is part of the pool, but takes no new
+		// writes yet.
+		{"2+1, one resyncing", pool.Status{K: 2, M: 1, Disks: []pool.DiskStatus{
+			disk(pool.DiskOK, 900, 300), disk(pool.DiskOK, 900, 300), disk(pool.DiskResyncing, 900, 300)}}, 1800, 400},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,11 +24,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/arkbox/arkbox/appliance/board"
 	"github.com/arkbox/arkbox/appliance/config"
 	"github.com/arkbox/arkbox/appliance/control"
 	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/pooldisks"
 	"github.com/arkbox/arkbox/appliance/schedule"
 	"github.com/arkbox/arkbox/appliance/users"
+	"github.com/arkbox/arkbox/hw"
 	"github.com/arkbox/arkbox/services/sftp"
 	"github.com/arkbox/arkbox/storage/blob"
 	"github.com/arkbox/arkbox/storage/crypto"
@@ -69,6 +72,9 @@ type Options struct {
 	// RetryDelay is how long to wait before trying again to open a pool
 	// whose disks are managed by Disks; default 30 s.
 	RetryDelay time.Duration
+	// Board configures the activity LED and temperature log (sysfs root,
+	// intervals); its Health and Logger are serve's.
+	Board board.Options
 }
 
 // Disks prepares the disks of the pool (package pooldisks on the
@@ -82,6 +88,9 @@ type Disks interface {
 	// Release undoes what NewPool or OpenPool did (unmounts the disks)
 	// once the pool is closed.
 	Release(ctx context.Context, dirs []string) error
+	// Watch follows the pool's disks leaving and returning while the
+	// pool is open, until ctx ends (pooldisks.Manager.Watch).
+	Watch(ctx context.Context, o pooldisks.WatchOptions) error
 }
 
 // Run serves until ctx ends (SIGTERM), then shuts down: stops accepting,
@@ -206,8 +215,12 @@ func Run(ctx context.Context, opt Options) error {
 	if clock == nil {
 		clock = schedule.RealClock()
 	}
-	jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{Logger: log, Now: clock.Now})
+	hl := &health{pool: h.Pool, failing: map[string]bool{}}
+	jdb, err := jobs.Open(ctx, h.Catalog.DB(), jobs.Options{Logger: log, Now: clock.Now, OnFinish: hl.finished})
 	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if err := hl.load(ctx, jdb); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	sched := schedule.New(schedule.Options{Clock: clock, Location: loc, Logger: log})
@@ -223,6 +236,30 @@ func Run(ctx context.Context, opt Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 4)
+
+	// The board's LED and temperature; the pool's disks coming and
+	// going, each return resynced as a job.
+	var bg sync.WaitGroup
+	bopt := opt.Board
+	bopt.Health, bopt.Logger = hl.state, log
+	mon := board.New(bopt)
+	hl.setKick(mon.Kick)
+	bg.Go(func() { mon.Run(ctx) })
+	if h.Pool != nil {
+		for _, rs := range h.Pool.Resyncs() {
+			bg.Go(func() { w.resyncJob(ctx, rs, "open") })
+		}
+		if opt.Disks != nil {
+			bg.Go(func() {
+				err := opt.Disks.Watch(ctx, pooldisks.WatchOptions{Pool: h.Pool, Dirs: h.DiskDirs(), OnChange: mon.Kick,
+					OnResync: func(rs *pool.Resync) { bg.Go(func() { w.resyncJob(ctx, rs, "disk returned") }) }})
+				if err != nil && ctx.Err() == nil {
+					errc <- fmt.Errorf("serve: watch disks: %w", err)
+				}
+			})
+		}
+	}
+	defer func() { cancel(); bg.Wait() }() // before the pool and the catalog close
 
 	// SFTP.
 	var sftpSrv *sftp.Server
@@ -306,6 +343,7 @@ func Run(ctx context.Context, opt Options) error {
 		scancel()
 	}
 	<-schedDone
+	bg.Wait()
 	if err := shares.Close(context.Background()); err != nil && runErr == nil {
 		runErr = fmt.Errorf("serve: commit staged files: %w", err)
 	}
@@ -403,7 +441,7 @@ func poolCapacity(st pool.Status) (total, free uint64) {
 		case pool.DiskOK, pool.DiskFull:
 			total += d.BytesTotal
 			free += d.BytesFree
-		case pool.DiskReadOnly, pool.DiskFailing:
+		case pool.DiskReadOnly, pool.DiskFailing, pool.DiskResyncing:
 			total += d.BytesTotal
 		}
 	}
@@ -647,4 +685,106 @@ func (w *worker) verify(ctx context.Context, run *jobs.Run) (jobs.Stats, error) 
 		return st, fmt.Errorf("verify: %d errors, first: %s: %s", len(rep.Errors), rep.Errors[0].Object, rep.Errors[0].What)
 	}
 	return st, nil
+}
+
+// health is what the activity LED shows: blinking while the pool is
+// degraded (a disk missing, resyncing, failing, full or read-only) or the
+// last run of some job failed, steady otherwise.
+type health struct {
+	pool *pool.Pool // nil: the objects are in a plain folder
+
+	mu      sync.Mutex
+	failing map[string]bool // jobs whose last run failed, by jobs.Record.Key
+	kick    func()
+}
+
+// healthScan is how many of the newest job records are read at start to
+// find jobs whose last run failed.
+const healthScan = 2000
+
+// load reads which jobs' last runs failed.
+func (hl *health) load(ctx context.Context, jdb *jobs.DB) error {
+	last, err := jdb.LastResults(ctx, healthScan)
+	if err != nil {
+		return err
+	}
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	for k, r := range last {
+		if r.Result == jobs.Failed {
+			hl.failing[k] = true
+		}
+	}
+	return nil
+}
+
+func (hl *health) setKick(f func()) {
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	hl.kick = f
+}
+
+// finished notes the result of a run (jobs.Options.OnFinish).
+func (hl *health) finished(r jobs.Record) {
+	hl.mu.Lock()
+	switch r.Result {
+	case jobs.Failed:
+		hl.failing[r.Key()] = true
+	case jobs.OK, jobs.Warning:
+		delete(hl.failing, r.Key())
+	}
+	kick := hl.kick
+	hl.mu.Unlock()
+	if kick != nil {
+		kick()
+	}
+}
+
+// state is what the LED is to show (board.Options.Health).
+func (hl *health) state(ctx context.Context) hw.LEDState {
+	if hl.pool != nil && hl.pool.Status(ctx).Degraded {
+		return hw.LEDDegraded
+	}
+	hl.mu.Lock()
+	defer hl.mu.Unlock()
+	if len(hl.failing) > 0 {
+		return hw.LEDFailed
+	}
+	return hw.LEDOK
+}
+
+// resyncPoll is how often a resync job's progress is recorded.
+const resyncPoll = 2 * time.Second
+
+// resyncJob records the resync of a pool disk that returned as a job: its
+// progress while it runs, then the objects and bytes repaired and its
+// errors.
+func (w *worker) resyncJob(ctx context.Context, rs *pool.Resync, trig string) {
+	err := w.jdb.Do(ctx, jobs.Spec{Kind: jobs.KindResync, Target: rs.Disk(), Trigger: trig}, func(ctx context.Context, run *jobs.Run) (jobs.Stats, error) {
+		t := time.NewTicker(resyncPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return jobs.Stats{}, ctx.Err()
+			case <-t.C:
+				pr := rs.Progress()
+				phase := "journal"
+				if pr.Full {
+					phase = "every object"
+				}
+				run.Progress(jobs.Progress{Phase: phase, FilesDone: pr.Done, FilesTotal: pr.Total, BytesDone: pr.BytesWritten})
+			case <-rs.Done():
+				rep, err := rs.Wait(ctx)
+				st := jobs.Stats{Files: rep.Repaired, BytesTotal: rep.BytesWritten, Errors: rep.Errors + int64(len(rep.Unrepairable))}
+				if err == nil && len(rep.Unrepairable) > 0 {
+					err = fmt.Errorf("resync of disk %s: %d objects cannot be rebuilt from the disks present", rs.Disk(), len(rep.Unrepairable))
+				}
+				return st, err
+			}
+		}
+	})
+	if err != nil {
+		w.log.Error("job failed", "job", jobs.KindResync, "disk", rs.Disk(), "err", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/arkbox/arkbox/appliance/config"
 	"github.com/arkbox/arkbox/appliance/jobs"
+	"github.com/arkbox/arkbox/appliance/pooldisks"
 	"github.com/arkbox/arkbox/appliance/users"
 	"github.com/arkbox/arkbox/storage/crypto"
 	"github.com/arkbox/arkbox/storage/home"
@@ -238,6 +239,11 @@ func (f *fakeDisks) Release(ctx context.Context, dirs []string) error {
 	defer f.mu.Unlock()
 	f.released = append(f.released, dirs)
 	return nil
+}
+
+func (f *fakeDisks) Watch(ctx context.Context, o pooldisks.WatchOptions) error {
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 func (f *fakeDisks) OpenPool(ctx context.Context, dirs []string) error {

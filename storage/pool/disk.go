@@ -32,6 +32,9 @@ const (
 	DiskFailing DiskState = "failing"
 	// DiskFull: present, but the last write found no space left.
 	DiskFull DiskState = "full"
+	// DiskResyncing: back after being missing, and being brought up to
+	// date (Status only; reads and writes leave it alone until then).
+	DiskResyncing DiskState = "resyncing"
 )
 
 // disk is one member of the current layout.
@@ -44,6 +47,9 @@ type disk struct {
 	mu      sync.Mutex
 	state   DiskState
 	lastErr string
+	// syncing: the disk returned and misses writes until its resync
+	// ends; only the resync reads or writes it.
+	syncing bool
 }
 
 func newDisk(mb member, root string, state DiskState) (*disk, error) {
@@ -66,7 +72,7 @@ func (d *disk) setState(s DiskState, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state == DiskMissing {
-		return // a vanished disk comes back only through Open
+		return // a vanished disk comes back only through Open or Reattach
 	}
 	d.state = s
 	if err != nil {
@@ -74,12 +80,48 @@ func (d *disk) setState(s DiskState, err error) {
 	}
 }
 
-// present reports whether the disk can be read.
-func (d *disk) present() bool { return d.getState() != DiskMissing }
+// present reports whether the disk can be read: it is attached and in
+// sync.
+func (d *disk) present() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state != DiskMissing && !d.syncing
+}
 
-// writable reports whether new shards may be written to the disk; a full
-// disk becomes writable again when statfs shows room for need bytes.
+// attached reports whether the disk is there, in sync or not.
+func (d *disk) attached() bool { return d.getState() != DiskMissing }
+
+func (d *disk) isSyncing() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.syncing
+}
+
+func (d *disk) setSyncing(b bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.syncing = b
+}
+
+// setMissing marks the disk as gone.
+func (d *disk) setMissing(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.state = DiskMissing
+	if err != nil {
+		d.lastErr = err.Error()
+	}
+}
+
+// writable reports whether new shards may be written to the disk by
+// reads and writes of the pool: it is in sync and writable.
 func (d *disk) writable(need int64) bool {
+	return !d.isSyncing() && d.canWrite(need)
+}
+
+// canWrite reports whether the disk takes writes, in sync or not; a full
+// disk becomes writable again when statfs shows room for need bytes.
+func (d *disk) canWrite(need int64) bool {
 	switch d.getState() {
 	case DiskOK:
 		return true
@@ -115,10 +157,7 @@ func (d *disk) fault(op string, err error) error {
 		return fmt.Errorf("pool: %s: %s: %w", op, d, err)
 	}
 	if _, serr := os.Stat(filepath.Join(d.base, poolFileName)); serr != nil {
-		d.mu.Lock()
-		d.state = DiskMissing
-		d.lastErr = err.Error()
-		d.mu.Unlock()
+		d.setMissing(err)
 		return fmt.Errorf("pool: %s: %s has vanished: %w", op, d, err)
 	}
 	if errors.Is(err, syscall.EIO) {

@@ -69,6 +69,7 @@ func (p *Pool) ReplaceDisk(ctx context.Context, oldUUID string, dir string) erro
 	if st.members[i].present() {
 		p.log.Warn("pool: replacing a disk that is still present; its shards are no longer used", "disk", oldUUID, "path", st.members[i].root)
 	}
+	p.stopResync(oldUUID) // the new disk is rebuilt by scrub, not resynced
 	u := newUUID()
 	nl := *st.cur
 	nl.Generation++
@@ -100,7 +101,7 @@ func (p *Pool) newMemberDir(st *state, dir string) (string, error) {
 	}
 	root := roots[0]
 	for _, d := range st.members {
-		if d.root == root && d.present() {
+		if d.root == root && d.attached() {
 			return "", fmt.Errorf("%s is already a member", root)
 		}
 	}

@@ -211,13 +211,15 @@ func TestDegradedWrite(t *testing.T) {
 			if err := os.Rename(dirs[0]+".away", dirs[0]); err != nil {
 				t.Fatal(err)
 			}
-			p = openPool(t, dirs, false)
-			rep, err := p.Scrub(ctx, ScrubOptions{Repair: true})
+			p, err := Open(ctx, dirs, OpenOptions{Logger: testLogger(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Repaired == 0 || len(rep.Unrepairable) != 0 {
-				t.Fatalf("scrub after the disk returned: %+v", rep)
+			defer p.Close()
+			// The disk missed the writes: Open resyncs it.
+			reps := waitResyncs(t, p)
+			if len(reps) != 1 || reps[0].Full || reps[0].ShardsWritten == 0 || len(reps[0].Unrepairable) != 0 {
+				t.Fatalf("resync after the disk returned: %+v", reps)
 			}
 			for i, o := range objs {
 				total := lc.k + lc.m

@@ -92,9 +92,14 @@ func (p *Pool) Delete(ctx context.Context, kind objstore.Kind, id objstore.ID) e
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	p.opMu.RLock()
+	defer p.opMu.RUnlock()
 	unlock := p.lock(id)
 	defer unlock()
 	st := p.st.Load()
+	if err := p.journalMissed(st, opDelete, kind, id); err != nil {
+		return fmt.Errorf("pool: delete %s/%s: %w", kind, id, err)
+	}
 	removed := 0
 	var errs []error
 	for _, d := range st.present() {

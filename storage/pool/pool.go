@@ -72,6 +72,24 @@ type Pool struct {
 
 	encMu sync.Mutex
 	encs  map[[2]int]reedsolomon.Encoder
+
+	// opMu: Put, Delete and repairs hold it shared; a resync holds it
+	// for the moment it switches its disk back into sync.
+	opMu sync.RWMutex
+	// journalLimit is the number of records a missed-writes journal
+	// holds (defaultJournalLimit; tests lower it).
+	journalLimit int
+	// ctx ends when the pool is closed; resyncs run under it (wg).
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	rsMu   sync.Mutex
+	// resyncs: the latest resync of each disk, by UUID.
+	// resyncs in progress, by disk UUID.
+	resyncs map[string]*Resync
+	// resyncHook, if set (tests), is called before each object a
+	// resync handles.
+	resyncHook func(disk string, kind objstore.Kind, id objstore.ID)
 }
 
 var _ objstore.Store = (*Pool)(nil)
@@ -358,7 +376,9 @@ func Open(ctx context.Context, disks []string, opt OpenOptions) (*Pool, error) {
 	if len(missing) > 0 {
 		log.Warn("pool: opened degraded", "missing", strings.Join(missing, ", "))
 	}
-	p := &Pool{id: st.file.Pool, readOnly: opt.ReadOnly, log: log, encs: map[[2]int]reedsolomon.Encoder{}}
+	p := &Pool{id: st.file.Pool, readOnly: opt.ReadOnly, log: log, encs: map[[2]int]reedsolomon.Encoder{},
+		journalLimit: defaultJournalLimit, resyncs: map[string]*Resync{}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	for _, d := range st.members {
 		if !d.present() {
 			continue
@@ -377,13 +397,73 @@ func Open(ctx context.Context, disks []string, opt OpenOptions) (*Pool, error) {
 			}
 		}
 	}
+	p.findOutOfSync(st)
 	if !opt.ReadOnly {
 		if err := p.recoverTemps(ctx, st); err != nil {
 			log.Warn("pool: recovering interrupted writes", "err", err)
 		}
+		p.ensureJournals(st)
 	}
 	p.st.Store(st)
+	if !opt.ReadOnly {
+		for _, d := range st.members {
+			if d.attached() && d.isSyncing() {
+				log.Warn("pool: disk missed writes while it was away; resyncing it", "disk", d.uuid, "path", d.root)
+				p.startResync(d)
+			}
+		}
+	}
 	return p, nil
+}
+
+// findOutOfSync marks the present members that missed writes while they
+// were away: those another present disk holds a missed-writes journal
+// for. A copy held by a disk that is out of sync itself is stale and does
+// not count; stale copies and journals of disks that are no longer
+// members are removed (unless the pool is read-only).
+func (p *Pool) findOutOfSync(st *state) {
+	held := map[*disk][]string{}
+	named := map[string]bool{}
+	for _, d := range st.members {
+		if !d.present() {
+			continue
+		}
+		js, err := d.journals()
+		if err != nil {
+			p.log.Warn("pool: list missed-writes journals", "disk", d.uuid, "err", err)
+			continue
+		}
+		held[d] = js
+		for _, u := range js {
+			named[u] = true
+		}
+	}
+	for h, js := range held {
+		if named[h.uuid] {
+			continue
+		}
+		for _, u := range js {
+			if m := st.member(u); m != nil && m != h && m.present() {
+				m.setSyncing(true)
+			}
+		}
+	}
+	if p.readOnly {
+		return
+	}
+	for h, js := range held {
+		for _, u := range js {
+			if err := h.trimJournal(u); err != nil {
+				p.log.Warn("pool: missed-writes journal", "disk", u, "on", h.uuid, "err", err)
+			}
+			m := st.member(u)
+			if m == nil || m == h || m.present() {
+				if err := h.removeJournal(u); err != nil {
+					p.log.Warn("pool: remove stale missed-writes journal", "disk", u, "on", h.uuid, "err", err)
+				}
+			}
+		}
+	}
 }
 
 func orUnknown(s string) string {
@@ -416,9 +496,12 @@ func maps2Equal(a, b map[string]string) bool {
 // ID returns the pool's UUID.
 func (p *Pool) ID() string { return p.id }
 
-// Close releases the pool. Operations after Close fail.
+// Close releases the pool: resyncs in progress stop (they go on at the
+// next Open or Reattach). Operations after Close fail.
 func (p *Pool) Close() error {
 	p.closed.Store(true)
+	p.cancel()
+	p.wg.Wait()
 	return nil
 }
 
@@ -431,8 +514,11 @@ type Status struct {
 	K, M       int
 	// ReadOnly: the pool was opened read-only.
 	ReadOnly bool
-	// Degraded: some member is not ok, so new writes may lack redundancy.
+	// Degraded: some member is not ok (missing, resyncing, read-only,
+	// failing or full), so new writes may lack redundancy.
 	Degraded bool
+	// Resyncing counts the members being resynced.
+	Resyncing int
 	// Disks are the members of the current layout, in layout order.
 	Disks []DiskStatus
 }
@@ -458,6 +544,12 @@ func (p *Pool) Status(ctx context.Context) Status {
 		}
 		d.mu.Lock()
 		ds := DiskStatus{UUID: d.uuid, Path: d.root, State: d.state, Error: d.lastErr}
+		if d.syncing && d.state == DiskOK {
+			ds.State = DiskResyncing
+		}
+		if d.syncing && d.state != DiskMissing {
+			s.Resyncing++
+		}
 		d.mu.Unlock()
 		if ds.State != DiskMissing {
 			if total, free, _, err := statDisk(d.root); err == nil {

@@ -79,7 +79,23 @@ func openPool(t testing.TB, dirs []string, ro bool) *Pool {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
+	waitResyncs(t, p)
 	return p
+}
+
+// waitResyncs waits for the resyncs the pool runs (e.g. those Open
+// started for disks that missed writes) and returns their reports.
+func waitResyncs(t testing.TB, p *Pool) []ResyncReport {
+	t.Helper()
+	var reps []ResyncReport
+	for _, r := range p.Resyncs() {
+		rep, err := r.Wait(context.Background())
+		if err != nil {
+			t.Fatalf("resync of disk %s: %v", r.Disk(), err)
+		}
+		reps = append(reps, rep)
+	}
+	return reps
 }
 
 func randBytes(seed uint64, n int) []byte {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -32,6 +33,8 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 	if objstore.Sum(data) != id {
 		return fmt.Errorf("pool: put %s/%s: %w", kind, id, objstore.ErrIDMismatch)
 	}
+	p.opMu.RLock()
+	defer p.opMu.RUnlock()
 	unlock := p.lock(id)
 	defer unlock()
 	st := p.st.Load()
@@ -75,6 +78,12 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 		for i := range targets {
 			targets[i] = next()
 		}
+	}
+	// Members out of sync miss this write: record it before any of it
+	// reaches a disk (Open completes a write whose temp files are
+	// there, even after a crash).
+	if err := p.journalMissed(st, opPut, kind, id); err != nil {
+		return fmt.Errorf("pool: put %s/%s: %w", kind, id, err)
 	}
 	tmps := make([]string, total)
 	var errs []error
@@ -140,6 +149,10 @@ func (p *Pool) Put(ctx context.Context, kind objstore.Kind, id objstore.ID, data
 		return fmt.Errorf("pool: put %s/%s: committed %d of %d shards, need %d: %w", kind, id, len(committed), total, k, errors.Join(errs...))
 	}
 	if len(committed) < total {
+		// A disk that vanished during the write misses it too.
+		if err := p.journalMissed(st, opPut, kind, id); err != nil {
+			p.log.Warn("pool: recording a missed write", "kind", kind, "object", id.String(), "err", err)
+		}
 		p.log.Warn("pool: object written without full redundancy; scrub will complete it",
 			"kind", kind, "object", id.String(), "shards", len(committed), "of", total, "unavailable", unavailable(st), "errors", errors.Join(errs...))
 	}
@@ -220,29 +233,19 @@ func (p *Pool) writeTemps(ctx context.Context, kind objstore.Kind, id objstore.I
 	for _, i := range pending {
 		byDisk[targets[i]] = append(byDisk[targets[i]], i)
 	}
-	var mu sync.Mutex
+	done, es := perDisk(byDisk, func(d *disk, i int) error {
+		hdr := newHeader(kind, id, k, m, i, objLen, shards[i]).encode()
+		tmp, err := d.writeTemp(ctx, kind, id, i, hdr, shards[i])
+		tmps[i] = tmp
+		return err
+	})
+	*errs = append(*errs, es...)
 	var failed []int
-	var wg sync.WaitGroup
-	for d, idxs := range byDisk {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, i := range idxs {
-				hdr := newHeader(kind, id, k, m, i, objLen, shards[i]).encode()
-				tmp, err := d.writeTemp(ctx, kind, id, i, hdr, shards[i])
-				mu.Lock()
-				if err != nil {
-					failed = append(failed, i)
-					*errs = append(*errs, err)
-				} else {
-					tmps[i] = tmp
-				}
-				mu.Unlock()
-			}
-		}()
+	for _, i := range pending {
+		if !slices.ContainsFunc(done, func(r repaired) bool { return r.index == i }) {
+			failed = append(failed, i)
+		}
 	}
-	wg.Wait()
-	sort.Ints(failed)
 	return failed
 }
 
@@ -255,29 +258,45 @@ func (p *Pool) commitTemps(kind objstore.Kind, id objstore.ID, targets []*disk, 
 			byDisk[targets[i]] = append(byDisk[targets[i]], i)
 		}
 	}
+	done, es := perDisk(byDisk, func(d *disk, i int) error {
+		err := d.commitTemp(kind, id, i, tmps[i])
+		if err == nil {
+			tmps[i] = ""
+		}
+		return err
+	})
+	*errs = append(*errs, es...)
+	var out []int
+	for _, r := range done {
+		out = append(out, r.index)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// perDisk runs fn for every index of work on its disk, one goroutine per
+// disk going through its indexes in order, and returns the pairs that
+// succeeded and the errors of the others. fn must only touch what belongs
+// to its own index.
+func perDisk(work map[*disk][]int, fn func(d *disk, i int) error) (done []repaired, errs []error) {
 	var mu sync.Mutex
-	var done []int
 	var wg sync.WaitGroup
-	for d, idxs := range byDisk {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for d, idxs := range work {
+		wg.Go(func() {
 			for _, i := range idxs {
-				err := d.commitTemp(kind, id, i, tmps[i])
+				err := fn(d, i)
 				mu.Lock()
 				if err != nil {
-					*errs = append(*errs, err)
+					errs = append(errs, err)
 				} else {
-					done = append(done, i)
-					tmps[i] = ""
+					done = append(done, repaired{d, i})
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	sort.Ints(done)
-	return done
+	return done, errs
 }
 
 // dropSuperseded removes files of an earlier, incomplete write of the

@@ -104,8 +104,41 @@ func (l *loaded) summary() string {
 // exists, and a non-nil *loaded with an error wrapping ErrCorrupt when the
 // object cannot be read.
 func (p *Pool) load(ctx context.Context, st *state, kind objstore.Kind, id objstore.ID, withPayload bool) (*loaded, error) {
+	return p.loadIn(ctx, st, view{}, kind, id, withPayload)
+}
+
+// view is the members an operation sees: those present and in sync, plus,
+// for a resync, the member being resynced (also).
+type view struct{ also *disk }
+
+func (v view) sees(d *disk) bool {
+	if d == v.also {
+		return d.attached()
+	}
+	return d.present()
+}
+
+func (v view) writable(d *disk, need int64) bool {
+	if d == v.also {
+		return d.canWrite(need)
+	}
+	return d.writable(need)
+}
+
+func (v view) disks(st *state) []*disk {
+	var out []*disk
+	for _, d := range st.members {
+		if v.sees(d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// loadIn is load on the disks v sees.
+func (p *Pool) loadIn(ctx context.Context, st *state, v view, kind objstore.Kind, id objstore.ID, withPayload bool) (*loaded, error) {
 	l := &loaded{kind: kind, id: id}
-	disks := st.present()
+	disks := v.disks(st)
 	perDisk := make([][]*found, len(disks))
 	var wg sync.WaitGroup
 	for i, d := range disks {
@@ -286,6 +319,11 @@ type repaired struct {
 // to the first disk in rendezvous order (its predicted disk first) that is
 // present, writable and holds no good shard of the object yet.
 func (p *Pool) repair(ctx context.Context, st *state, l *loaded) (written, removed []repaired, err error) {
+	return p.repairIn(ctx, st, view{}, l)
+}
+
+// repairIn is repair on the disks v sees.
+func (p *Pool) repairIn(ctx context.Context, st *state, v view, l *loaded) (written, removed []repaired, err error) {
 	k, m := l.group.k, l.group.m
 	total := k + m
 	single := len(st.members) == 1
@@ -304,7 +342,7 @@ func (p *Pool) repair(ctx context.Context, st *state, l *loaded) (written, remov
 		}
 		var t *disk
 		ok := func(d *disk) bool {
-			return d != nil && d.present() && (single || !holders[d]) && d.writable(size)
+			return d != nil && v.sees(d) && (single || !holders[d]) && v.writable(d, size)
 		}
 		for _, f := range l.files {
 			if f.index == idx && f.problem != "" && ok(f.d) {
@@ -326,6 +364,14 @@ func (p *Pool) repair(ctx context.Context, st *state, l *loaded) (written, remov
 		if t != nil {
 			targets[idx] = t
 			holders[t] = true
+		}
+	}
+	if len(targets) > 0 && v.also == nil {
+		// A repair while a member is out of sync may place shards
+		// where that member's return makes them superfluous: record
+		// it, so that the resync puts them right.
+		if err := p.journalMissed(st, opPut, l.kind, l.id); err != nil {
+			return nil, nil, fmt.Errorf("pool: repair %s/%s: %w", l.kind, l.id, err)
 		}
 	}
 	var done []repaired
@@ -374,6 +420,8 @@ func writtenIndex(done []repaired, idx int) bool {
 
 // repairObject loads (kind, id) under its lock and repairs it.
 func (p *Pool) repairObject(ctx context.Context, kind objstore.Kind, id objstore.ID) (l *loaded, done, removed []repaired, err error) {
+	p.opMu.RLock()
+	defer p.opMu.RUnlock()
 	unlock := p.lock(id)
 	defer unlock()
 	st := p.st.Load()
@@ -384,6 +432,7 @@ func (p *Pool) repairObject(ctx context.Context, kind objstore.Kind, id objstore
 	if l.complete() {
 		return l, nil, nil, nil
 	}
+
 	done, removed, err = p.repair(ctx, st, l)
 	if len(done) > 0 {
 		var shards []string

@@ -4,19 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/arkbox/arkbox/internal/crashtest"
 	"github.com/arkbox/arkbox/storage/catalog"
 	"github.com/arkbox/arkbox/storage/internal/testrepo"
 	"github.com/arkbox/arkbox/storage/maint"
@@ -38,7 +36,7 @@ func TestMain(m *testing.M) {
 		}
 		if err := child(dir); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
-			os.Exit(3)
+			os.Exit(crashtest.ChildFailed)
 		}
 		os.Exit(0)
 	}
@@ -167,52 +165,13 @@ func TestCrash(t *testing.T) {
 	acked := map[int]bool{}
 	next := 0
 	for round := 0; round < 8; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, "ARKBOX_CRASH_START="+strconv.Itoa(next))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := make(chan string)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
+		env := []string{crashChildEnv + "=" + dir, "ARKBOX_CRASH_START=" + strconv.Itoa(next)}
+		crashtest.Kill(t, env, time.Duration(150+rng.IntN(1500))*time.Millisecond, func(l string) {
+			if n, err := strconv.Atoi(strings.TrimPrefix(l, "synced ")); err == nil {
+				acked[n] = true
+				next = n + 1
 			}
-			close(lines)
-		}()
-		deadline := time.After(time.Duration(150+rng.IntN(1500)) * time.Millisecond)
-	read:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				if n, err := strconv.Atoi(strings.TrimPrefix(l, "synced ")); err == nil {
-					acked[n] = true
-					next = n + 1
-				}
-			case <-deadline:
-				cmd.Process.Signal(syscall.SIGKILL)
-				for l := range lines {
-					if n, err := strconv.Atoi(strings.TrimPrefix(l, "synced ")); err == nil {
-						acked[n] = true
-						next = n + 1
-					}
-				}
-				break read
-			}
-		}
-		err = cmd.Wait()
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
-			t.Fatalf("child failed: %s", stderr.String())
-		}
+		})
 		// The next child starts after the highest file any child began:
 		// an unacknowledged file may exist half-written; skip its name.
 		next++
@@ -435,51 +394,12 @@ func TestCrashBlocks(t *testing.T) {
 	acked := -1 // the last operation acknowledged
 	blocksSeen := 0
 	for round := 0; round < 10; round++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir, crashModeEnv+"=blocks", "ARKBOX_CRASH_START="+strconv.Itoa(acked+1))
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		note := func(l string) {
+		env := []string{crashChildEnv + "=" + dir, crashModeEnv + "=blocks", "ARKBOX_CRASH_START=" + strconv.Itoa(acked+1)}
+		crashtest.Kill(t, env, time.Duration(150+rng.IntN(1500))*time.Millisecond, func(l string) {
 			if n, err := strconv.Atoi(strings.TrimPrefix(l, "synced ")); err == nil {
 				acked = n
 			}
-		}
-		lines := make(chan string)
-		go func() {
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
-		deadline := time.After(time.Duration(150+rng.IntN(1500)) * time.Millisecond)
-	read:
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break read
-				}
-				note(l)
-			case <-deadline:
-				cmd.Process.Signal(syscall.SIGKILL)
-				for l := range lines {
-					note(l)
-				}
-				break read
-			}
-		}
-		err = cmd.Wait()
-		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
-			t.Fatalf("child failed: %s", stderr.String())
-		}
+		})
 
 		e, err := openCrashEnvOpt(ctx, dir, false, crashBlocksOpt)
 		if err != nil {
