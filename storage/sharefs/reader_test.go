@@ -153,3 +153,30 @@ func TestReadAhead(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseWaitsForReadAhead: closing the store waits for background
+// loads (they use the repository, which is closed right after).
+func TestCloseWaitsForReadAhead(t *testing.T) {
+	f := newFixture(t)
+	data := make([]byte, 12<<20)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for i := range data {
+		data[i] = byte(rng.IntN(16)) // compressible: loads decompress
+	}
+	ino := writeFile(t, f.sh, RootIno, "big", data)
+	if err := f.sh.CommitAll(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		fh, err := f.sh.OpenFile(ino, false, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := make([]byte, 4096)
+		if _, err := fh.ReadAt(p, 0); err != nil { // starts read-ahead
+			t.Fatal(err)
+		}
+		fh.Close()
+		f.restart() // closes the store, then the repository (the race detector watches)
+	}
+}

@@ -317,6 +317,12 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	// Take every read-ahead slot: running background loads finish (they
+	// use the repository, which the caller closes next), and no new one
+	// starts.
+	for range cap(s.readAhead) {
+		s.readAhead <- struct{}{}
+	}
 	var first error
 	for _, sh := range shares {
 		if err := sh.CommitAll(ctx, true); err != nil && first == nil {
