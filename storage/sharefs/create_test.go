@@ -2,6 +2,7 @@ package sharefs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"testing"
@@ -180,5 +181,80 @@ func TestInlineStaging(t *testing.T) {
 	}
 	if got := shareReadAll(t, f.sh, small); string(got) != "small file" {
 		t.Fatalf("committed small file reads %q", got)
+	}
+}
+
+// TestPendingCreate: a file made by CreateFile reaches the catalog with
+// its close — one transaction — and is visible before that; an empty one
+// too; inode numbers are never handed out twice, across restarts.
+func TestPendingCreate(t *testing.T) {
+	f := newFixture(t)
+	in, fh, err := f.sh.CreateFile(RootIno, "new", 0o600, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.sh.pendingInode(in.Ino); !ok {
+		t.Fatal("a created file is in the catalog before its close")
+	}
+	if got, err := f.sh.Lookup(RootIno, "new"); err != nil || got.Ino != in.Ino {
+		t.Fatalf("lookup of a pending file: %v %v", got, err)
+	}
+	if got, err := f.sh.Resolve("/new"); err != nil || got.Ino != in.Ino || got.Mode != 0o600 {
+		t.Fatalf("resolve of a pending file: %+v %v", got, err)
+	}
+	ents, err := f.sh.ReadDir(RootIno)
+	if err != nil || len(ents) != 1 || ents[0].Name != "new" {
+		t.Fatalf("readdir with a pending file: %v %v", ents, err)
+	}
+	if _, _, err := f.sh.CreateFile(RootIno, "new", 0o600, 0, 0); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second create of a pending name: %v", err)
+	}
+	if _, err := f.sh.Create(RootIno, "new", 0o600, 0, 0); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("Create over a pending name: %v", err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.sh.pendingInode(in.Ino); ok {
+		t.Fatal("an empty created file is still pending after its close")
+	}
+	// A pending file goes in with any other change: a rename here.
+	in2, fh2, err := f.sh.CreateFile(RootIno, "moved", 0o644, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh2.WriteAt([]byte("data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.sh.Rename(RootIno, "moved", RootIno, "there"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{in.Ino: true, in2.Ino: true}
+	f.restart()
+	for _, name := range []string{"new", "there"} {
+		if _, err := f.sh.Lookup(RootIno, name); err != nil {
+			t.Fatalf("%s after restart: %v", name, err)
+		}
+	}
+	if got := shareReadAll(t, f.sh, in2.Ino); string(got) != "data" {
+		t.Fatalf("renamed pending file reads %q", got)
+	}
+	// Numbers keep going up after a restart, through the reserve.
+	for i := range 2*inoReserve + 10 {
+		in, fh, err := f.sh.CreateFile(RootIno, fmt.Sprintf("f%d", i), 0o644, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[in.Ino] {
+			t.Fatalf("inode %d handed out twice", in.Ino)
+		}
+		seen[in.Ino] = true
+		fh.Close()
+		if i == inoReserve/2 {
+			f.restart()
+		}
 	}
 }

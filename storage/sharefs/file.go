@@ -80,7 +80,9 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 			inline    []byte
 			hasInline bool
 		)
-		if err := sh.view(func(b *bolt.Bucket) error {
+		if p, ok := sh.pendingInode(ino); ok {
+			in = p // created, not written to the catalog yet: empty
+		} else if err := sh.view(func(b *bolt.Bucket) error {
 			var err error
 			in, err = getInode(b, ino)
 			if err == nil && in.Staged && in.BlockSize > 0 {
@@ -140,17 +142,20 @@ func (sh *Share) OpenFile(ino uint64, write, trunc bool) (*File, error) {
 	return f, nil
 }
 
-// CreateFile makes an empty regular file and opens it for writing, in
-// one catalog transaction (Create then OpenFile takes two).
+// CreateFile makes an empty regular file and opens it for writing. The
+// file reaches the catalog with its first Sync or Close (see pending.go):
+// a file created, written and closed costs one catalog transaction.
 func (sh *Share) CreateFile(parent uint64, name string, mode, uid, gid uint32) (*Inode, *File, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	// Staged from the start, with an empty staging file created after
-	// the transaction: until a Sync, losing it loses nothing.
-	in, err := sh.create(parent, name, &Inode{Type: tree.File, Mode: mode & tree.ModeMask, UID: uid, GID: gid, Nlink: 1, Staged: true})
-	if err != nil {
+	// Staged from the start, in memory until its first Sync or Close
+	// (or the share's next change) writes it to the catalog.
+	in := &Inode{Type: tree.File, Mode: mode & tree.ModeMask, UID: uid, GID: gid, Nlink: 1, Staged: true}
+	if err := sh.createPending(parent, name, in); err != nil {
 		return nil, nil, err
 	}
+	in = &Inode{Ino: in.Ino, Type: in.Type, Mode: in.Mode, UID: uid, GID: gid, Nlink: 1, Staged: true,
+		MTime: in.MTime, CTime: in.CTime, Parents: []uint64{parent}}
 	st, err := sh.newStaging(in.Ino)
 	if err != nil {
 		return nil, nil, err
@@ -693,10 +698,10 @@ func (f *File) Sync() error {
 	if err := f.sh.syncStaging(of, st); err != nil {
 		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
 	}
-	if !dirty {
+	if _, pending := f.sh.pendingInode(of.ino); !dirty && !pending {
 		return nil
 	}
-	if err := f.sh.record(of.ino, rec); err != nil {
+	if err := f.sh.record(of.ino, rec); err != nil { // writes a pending creation too
 		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
 	}
 	of.mu.Lock()

@@ -3,6 +3,7 @@ package sharefs
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +28,8 @@ type Share struct {
 	// meta is held shared by every metadata change and exclusively by a
 	// snapshot while it reads the tree.
 	meta sync.RWMutex
+	// pend holds files created and not yet written to the catalog.
+	pend pendingSet
 }
 
 // Name returns the share's name.
@@ -91,16 +94,6 @@ func lookup(b *bolt.Bucket, parent uint64, name string) (uint64, bool) {
 	return binary.BigEndian.Uint64(v), true
 }
 
-func nextIno(b *bolt.Bucket) (uint64, error) {
-	m := b.Bucket(bMeta)
-	v := m.Get(kNextIno)
-	if len(v) != 8 {
-		return 0, fmt.Errorf("sharefs: corrupt inode counter")
-	}
-	ino := binary.BigEndian.Uint64(v)
-	return ino, m.Put(kNextIno, inoKey(ino+1))
-}
-
 // invalidate marks the directories above ino (through every parent) as
 // changed since the last snapshot.
 func invalidate(b *bolt.Bucket, ino uint64) error {
@@ -140,10 +133,17 @@ func (sh *Share) update(fn func(b *bolt.Bucket) error) error {
 	return sh.updateNoLock(fn)
 }
 
+// updateNoLock runs fn in a write transaction that first writes the
+// pending files.
 func (sh *Share) updateNoLock(fn func(b *bolt.Bucket) error) error {
+	sh.pend.mu.Lock()
+	defer sh.pend.mu.Unlock()
 	return sh.store.db.Update(func(tx *bolt.Tx) error {
 		b, err := sh.bucket(tx)
 		if err != nil {
+			return err
+		}
+		if err := sh.flushLocked(b); err != nil {
 			return err
 		}
 		return fn(b)
@@ -162,6 +162,10 @@ func (sh *Share) view(fn func(b *bolt.Bucket) error) error {
 
 // Stat returns inode ino, with the live size of a file open for writing.
 func (sh *Share) Stat(ino uint64) (*Inode, error) {
+	if in, ok := sh.pendingInode(ino); ok {
+		sh.overlay(in)
+		return in, nil
+	}
 	var in *Inode
 	err := sh.view(func(b *bolt.Bucket) error {
 		var err error
@@ -193,6 +197,10 @@ func (sh *Share) overlay(in *Inode) {
 
 // Lookup returns the entry name of directory parent.
 func (sh *Share) Lookup(parent uint64, name string) (*Inode, error) {
+	if in, ok := sh.pendingLookup(parent, name); ok {
+		sh.overlay(in)
+		return in, nil
+	}
 	var in *Inode
 	err := sh.view(func(b *bolt.Bucket) error {
 		ino, ok := lookup(b, parent, name)
@@ -241,6 +249,7 @@ func (sh *Share) Resolve(p string) (*Inode, error) {
 
 // ReadDir lists directory ino, sorted by name.
 func (sh *Share) ReadDir(ino uint64) ([]DirEntry, error) {
+	pending := sh.pendingEntries(ino)
 	var out []DirEntry
 	err := sh.view(func(b *bolt.Bucket) error {
 		dir, err := getInode(b, ino)
@@ -261,10 +270,39 @@ func (sh *Share) ReadDir(ino uint64) ([]DirEntry, error) {
 		}
 		return nil
 	})
+	if err == nil && len(pending) > 0 {
+		// Read before the catalog: one written meanwhile is in both.
+		have := map[string]bool{}
+		for _, e := range out {
+			have[e.Name] = true
+		}
+		for _, e := range pending {
+			if !have[e.Name] {
+				out = append(out, e)
+			}
+		}
+		slices.SortFunc(out, func(a, b DirEntry) int { return strings.Compare(a.Name, b.Name) })
+	}
 	for _, e := range out {
 		sh.overlay(e.Inode)
 	}
 	return out, err
+}
+
+// canCreate checks that name can be created in directory parent and
+// returns the directory.
+func canCreate(b *bolt.Bucket, parent uint64, name string) (*Inode, error) {
+	dir, err := getInode(b, parent)
+	if err != nil {
+		return nil, err
+	}
+	if dir.Type != tree.Dir {
+		return nil, fmt.Errorf("sharefs: create %s in inode %d: %w", name, parent, ErrNotDir)
+	}
+	if _, ok := lookup(b, parent, name); ok {
+		return nil, fmt.Errorf("sharefs: create %s: %w", name, ErrExist)
+	}
+	return dir, nil
 }
 
 // create adds a new inode named name in parent.
@@ -279,17 +317,11 @@ func (sh *Share) create(parent uint64, name string, in *Inode) (*Inode, error) {
 	in.MTime, in.CTime = now, now
 	in.Parents = []uint64{parent}
 	err := sh.update(func(b *bolt.Bucket) error {
-		dir, err := getInode(b, parent)
+		dir, err := canCreate(b, parent, name)
 		if err != nil {
 			return err
 		}
-		if dir.Type != tree.Dir {
-			return fmt.Errorf("sharefs: create %s in inode %d: %w", name, parent, ErrNotDir)
-		}
-		if _, ok := lookup(b, parent, name); ok {
-			return fmt.Errorf("sharefs: create %s: %w", name, ErrExist)
-		}
-		ino, err := nextIno(b)
+		ino, err := sh.allocInoLocked(b)
 		if err != nil {
 			return err
 		}

@@ -325,6 +325,9 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 	var first error
 	for _, sh := range shares {
+		if err := sh.flushPending(); err != nil && first == nil {
+			first = err
+		}
 		if err := sh.CommitAll(ctx, true); err != nil && first == nil {
 			first = err
 		}
@@ -358,7 +361,8 @@ func (s *Store) committer() {
 }
 
 func (s *Store) newShare(name string) *Share {
-	return &Share{store: s, name: name, open: map[uint64]*openFile{}, idle: map[uint64]time.Time{}, committing: map[uint64]chan struct{}{}}
+	return &Share{store: s, name: name, open: map[uint64]*openFile{}, idle: map[uint64]time.Time{},
+		committing: map[uint64]chan struct{}{}, pend: newPendingSet()}
 }
 
 var (

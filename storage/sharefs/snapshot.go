@@ -41,6 +41,11 @@ func (sh *Share) Snapshot(ctx context.Context, at time.Time, tags []string) (*re
 }
 
 func (sh *Share) snapshotLocked(ctx context.Context, at time.Time, tags []string, start time.Time, added repo.WriteStats) (*repo.Snapshot, error) {
+	// Files created and not yet in the catalog go in (the tree is read
+	// from the catalog).
+	if err := sh.flushPending(); err != nil {
+		return nil, fmt.Errorf("sharefs: snapshot %s: %w", sh.name, err)
+	}
 	r := sh.store.repo
 	before := r.Stats()
 	// Files open and staged: capture their current content, each held
