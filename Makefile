@@ -57,7 +57,8 @@ vm-image: vm-deps
 
 # Boots the boot test's image under qemu (software emulation) with three USB
 # disks: adoption, pool, SFTP upload, snapshot, hard power-off, second boot,
-# everything verified. About 3 minutes on 2 cores; CI runs it (test-vm).
+# update to the product image with gok update, third boot, everything
+# verified. About 5 minutes on 2 cores; CI runs it (test-vm).
 vm-test: vm-image
 	./image/vmtest.sh bin/vmtest/arkbox-amd64.img
 

@@ -15,6 +15,9 @@
 #                       the boot and two root partitions, 1.1 GB, leave)
 #   ARKBOX_IMAGE_OVERLAY a JSON merge patch applied to config.json (the boot
 #                       test's image: image/vmtest/overlay.json)
+#   ARKBOX_BUILD_ID     the build id arkbox is linked with and logs when serve
+#                       starts (default: UTC time and commit, e.g.
+#                       20260101T120000Z-0123abc)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,7 +45,7 @@ for arch in "${targets[@]}"; do
 	inst=$work/$arch/arkbox
 	img=$out/arkbox-$arch.img
 	go run ./image/mkinstance -arch "$arch" -config config.json -overlay "${ARKBOX_IMAGE_OVERLAY:-}" \
-		-versions image/versions.txt -repo "$repo" -state "$work" -out "$inst"
+		-build "${ARKBOX_BUILD_ID:-}" -versions image/versions.txt -repo "$repo" -state "$work" -out "$inst"
 	rm -f "$img"
 	go tool gok --parent_dir "$work/$arch" -i arkbox overwrite \
 		--full "$img" --target_storage_bytes "$bytes" 2>&1 | tee "$work/$arch/overwrite.log"

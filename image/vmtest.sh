@@ -15,16 +15,29 @@
 #           qemu quits without a shutdown;
 #   boot 2: serve mounts the pool's disks by UUID (adopting nothing), and
 #           the files downloaded from the live share (the last file
-#           included) and from the snapshot match the originals; then a
-#           clean power-off through gokrazy's web interface, in which serve
-#           unmounts the pool's disks so that gokrazy can unmount /perm.
+#           included) and from the snapshot match the originals;
+#   update: `gok update` (image/update.sh: the instance folder build.sh
+#           used, through the forwarded port of the web interface) pushes a
+#           new build of the product image (config.json without the test's
+#           overlay, its own build id); gokrazy stops serve, which unmounts
+#           the pool's disks, unmounts /perm and starts the new kernel from
+#           the other root partition (kexec, the same qemu process);
+#   boot 3: the new build runs (gokrazy's build timestamp, arkbox's build
+#           id, serve's command line without adoption), serve mounts the
+#           same disks by UUID, /perm is the same file system with the same
+#           SSH host key and configuration, the files and the snapshot
+#           download bit-identical again; then a clean power-off through
+#           gokrazy's web interface, in which serve unmounts the pool's
+#           disks so that gokrazy can unmount /perm.
 #
 #   image/vmtest.sh [IMAGE]    (default: bin/vmtest/arkbox-amd64.img; `make vm-test` builds it)
 #
 # Environment: ARKBOX_IMAGE_WORK (where build.sh kept the web interface
-# password), ARKBOX_VMTEST_TIMEOUT (seconds a step may take, default 300),
-# ARKBOX_VMTEST_KEEP=1 keeps the scratch folder with the serial logs.
-# Needs: qemu-system-x86_64, OVMF, curl, sftp, sshpass (scripts/vm-deps.sh).
+# password and gok's instance folder), ARKBOX_VMTEST_TIMEOUT (seconds a
+# step may take, default 300), ARKBOX_VMTEST_KEEP=1 keeps the scratch
+# folder with the serial logs.
+# Needs: qemu-system-x86_64, OVMF, curl, sftp, ssh-keyscan, sshpass
+# (scripts/vm-deps.sh), and Go for the update's build.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,20 +55,22 @@ for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_CODE.fd /usr/share
 done
 [ -n "$ovmf" ] || { echo "vmtest: OVMF not found (apt-get install ovmf)" >&2; exit 1; }
 vars=${ovmf/CODE/VARS}
-for tool in qemu-system-x86_64 curl sftp sshpass sha256sum python3; do
+for tool in qemu-system-x86_64 curl sftp ssh-keyscan sshpass sha256sum python3 setsid go; do
 	command -v "$tool" >/dev/null || { echo "vmtest: $tool is missing (scripts/vm-deps.sh installs it)" >&2; exit 1; }
 done
 
 scratch=$(mktemp -d)
 qpid=""
+gokpid=""
 cleanup() {
 	if [ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null; then kill -9 "$qpid" 2>/dev/null || true; fi
+	if [ -n "$gokpid" ] && kill -0 "$gokpid" 2>/dev/null; then kill -- -"$gokpid" 2>/dev/null || true; fi
 	if [ "${ARKBOX_VMTEST_KEEP:-}" = 1 ]; then echo "vmtest: logs kept in $scratch"; else rm -rf "$scratch"; fi
 }
 trap cleanup EXIT
 
 # A private copy of the image (sparse) and of the UEFI variables, so the
-# test leaves the built image as it was; the copy persists across both boots.
+# test leaves the built image as it was; the copy persists across the boots.
 cp --sparse=always "$img" "$scratch/disk.img"
 [ "$vars" != "$ovmf" ] && [ -f "$vars" ] && cp "$vars" "$scratch/vars.fd"
 for i in $(seq $ndisks); do truncate -s 1G "$scratch/usb$i.raw"; done
@@ -74,7 +89,12 @@ sums "$up" >"$scratch/want.sums"
 nfiles=$(wc -l <"$scratch/want.sums")
 
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-count() { local c; c=$(grep -cE "$1" "$serial" 2>/dev/null || true); echo "${c:-0}"; }
+# The serial log of the current boot: lines from $from on (boot 3 goes on
+# in boot 2's file, after the kexec), without the console's carriage
+# returns. (|| true: a reader that stops early, grep -q, ends it with SIGPIPE.)
+from=1
+log_now() { { tail -n "+$from" "$serial" 2>/dev/null | tr -d '\r'; } || true; }
+count() { local c; c=$(log_now | grep -cE "$1" || true); echo "${c:-0}"; }
 since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
 
 fail() {
@@ -83,6 +103,8 @@ fail() {
 	tail -60 "$serial" >&2 || true
 	exit 1
 }
+# gok's log, with the instance's password (in the update URL) hidden.
+goklog() { sed -E 's/gokrazy:[^@]*@/gokrazy:***@/g' "$scratch/update.log"; }
 
 # wait_for WHAT COMMAND…: runs COMMAND every $every seconds (default 2)
 # until it succeeds, at most $timeout seconds; prints how long it took
@@ -132,6 +154,7 @@ sftp_up() {
 boot() {
 	n=$1
 	serial=$scratch/serial$n.log
+	from=1
 	httpport=$(freeport)
 	sshport=$(freeport)
 	monport=$(freeport)
@@ -150,12 +173,18 @@ boot() {
 		-netdev "user,id=n,hostfwd=tcp:127.0.0.1:$httpport-:8080,hostfwd=tcp:127.0.0.1:$sshport-:22" -device e1000,netdev=n \
 		-serial "file:$serial" -monitor "tcp:127.0.0.1:$monport,server,nowait" &
 	qpid=$!
+	boot_checks
+}
+
+# boot_checks: what every boot must show, from the kernel to gokrazy's web
+# interface and /perm.
+boot_checks() {
 	wait_for "the kernel booting" serial_has "Linux version"
 	wait_for "the kernel attaching $ndisks USB disks" serial_has 'sd [0-9:]+: \[sd[a-z]\] Attached SCSI (removable )?disk' $ndisks
 	wait_for "arkbox-hwlog listing $ndisks USB disks" serial_has 'arkbox-hwlog: disk.*transport=usb.*serial=ARKBOXTEST000' $ndisks
 	wait_for "gokrazy's web interface answering (200, hostname arkbox)" http_up
-	grep -qE 'EXT4-fs \(vda4\): mounted filesystem .* r/w' "$serial" || fail "boot $n: /perm (vda4) was not mounted read-write"
-	if grep -q 'EXT4-fs (vda4): recovery complete' "$serial"; then
+	log_now | grep -qE 'EXT4-fs \(vda4\): mounted filesystem .* r/w' || fail "boot $n: /perm (vda4) was not mounted read-write"
+	if log_now | grep -q 'EXT4-fs (vda4): recovery complete'; then
 		echo "vmtest: boot $n: /perm journal replayed after the power cut, mounted read-write"
 	fi
 	code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$httpport/" || true)
@@ -198,10 +227,84 @@ snapshot_complete() {
 	return 1
 }
 
+# verify_data AFTER: downloads the live share (the tree and late.bin) and
+# the snapshot, and compares them with the originals.
+verify_data() {
+	local t
+	t=$(date +%s.%N)
+	mkdir -p "$scratch/live$n" "$scratch/snap$n"
+	printf 'ls -1 /backups/.snapshots\nlcd %s\nget -r /backups/tree\nget /backups/late.bin\nlcd %s\nget -r /backups/.snapshots/%s/tree\n' \
+		"$scratch/live$n" "$scratch/snap$n" "$snap" >"$scratch/get$n.b"
+	out=$scratch/get$n.out
+	wait_for "SFTP download of the live share and of snapshot $snap" sftp_batch "$scratch/get$n.b"
+	sums "$scratch/live$n" >"$scratch/live$n.sums"
+	sums "$scratch/snap$n" >"$scratch/snap$n.sums"
+	cmp -s "$scratch/want.sums" "$scratch/live$n.sums" || { diff "$scratch/want.sums" "$scratch/live$n.sums" >&2 || true; fail "boot $n: the live share differs after $1"; }
+	cmp -s "$scratch/want.sums" "$scratch/snap$n.sums" || { diff "$scratch/want.sums" "$scratch/snap$n.sums" >&2 || true; fail "boot $n: snapshot $snap differs after $1"; }
+	cmp -s "$scratch/late.bin" "$scratch/live$n/late.bin" || fail "boot $n: late.bin, written just before the power cut, differs or is missing after $1"
+	echo "vmtest: boot $n: live share and snapshot $snap match the originals after $1 ($nfiles files, SHA-256; downloaded in $(since "$t")s)"
+	echo "vmtest: boot $n: late.bin, acknowledged just before the power cut, is intact"
+}
+
+# clean_poweroff: a clean power-off through gokrazy (as before the reboot
+# of an update): serve stops and unmounts the pool's disks, so gokrazy can
+# unmount /perm.
+clean_poweroff() {
+	local t
+	t=$(date +%s.%N)
+	curl -s -m 120 -X POST -u "gokrazy:$pw" "http://127.0.0.1:$httpport/poweroff" >"$scratch/poweroff.out" || true
+	for _ in $(seq 120); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
+	kill -0 "$qpid" 2>/dev/null && fail "boot $n: still running 60 s after gokrazy's power-off"
+	wait "$qpid" 2>/dev/null || true
+	qpid=""
+	serial_has 'msg="pool disk unmounted"' $ndisks || fail "boot $n: serve did not unmount the pool's disks when stopped"
+	log_now | grep -q 'unmounting /perm failed' && fail "boot $n: gokrazy could not unmount /perm: $(log_now | grep -m1 'unmounting /perm failed')"
+	serial_has 'EXT4-fs \(vda4\): unmounting filesystem' || fail "boot $n: /perm was not unmounted before the power-off"
+	echo "vmtest: boot $n: clean power-off through gokrazy in $(since "$t")s: serve unmounted the pool disks, gokrazy unmounted /perm"
+}
+
+# status_json [PATH]: gokrazy's status (of the program PATH) as JSON;
+# jfield NAME: a field of it (a list joined by spaces).
+status_json() {
+	curl -sf -m 5 -u "gokrazy:$pw" -H 'Accept: application/json' "http://127.0.0.1:$httpport/${1:+status?path=$1}"
+}
+jfield() {
+	python3 -c 'import json, sys
+v = json.load(sys.stdin)[sys.argv[1]]
+print(" ".join(v) if isinstance(v, list) else v)' "$1"
+}
+# What must stay the same across the update: the pool's disks, the file
+# system of /perm, serve's SSH host key.
+disk_uuids() { log_now | sed -nE 's/.*msg="pool disk mounted" fs_uuid=([0-9a-f-]+).*/\1/p' | sort -u; }
+perm_uuid() { log_now | sed -nE 's/.*EXT4-fs \(vda4\): mounted filesystem ([0-9a-f-]+) .*/\1/p' | head -1; }
+# (One key type, one connection: when ssh-keyscan opens one per type at
+# once, serve sometimes drops one of them; a few tries.)
+hostkeys() {
+	local k
+	for _ in 1 2 3; do
+		k=$(ssh-keyscan -T 10 -t ed25519 -p "$sshport" 127.0.0.1 2>/dev/null | awk '{print $2, $3}' || true)
+		[ -z "$k" ] || break
+		sleep 1
+	done
+	echo "$k"
+}
+# update_rebooted: the new kernel started; fails the test if gok ended
+# with an error first.
+update_rebooted() {
+	if [ -s "$scratch/update.rc" ] && [ "$(cat "$scratch/update.rc")" != 0 ]; then
+		fail "update: gok update failed (exit $(cat "$scratch/update.rc")); its log: $(goklog | tail -20)"
+	fi
+	[ -n "$(kexec_line)" ]
+}
+# kexec_line: the line of the serial log where the new kernel starts.
+kexec_line() { awk -v f="$from_update" 'NR >= f && /kexec_core: Starting new kernel/ { print NR; exit }' "$serial"; }
+
 start=$(date +%s)
 boot 1
 wait_for "arkbox adopting $ndisks blank disks" serial_has 'msg="disk adopted"' $ndisks
 wait_for "arkbox creating its pool" serial_has 'msg="pool created"'
+perm_fs=$(perm_uuid)
+[ -n "$perm_fs" ] || fail "boot 1: no UUID of /perm's file system in the kernel's mount message"
 wait_for "arkbox serving" serial_has 'msg=serving'
 wait_for "the admin password in gokrazy's log of arkbox" admin_password
 wait_for "SFTP login as admin" sftp_up
@@ -228,29 +331,72 @@ wait_for "arkbox serving" serial_has 'msg=serving'
 [ "$(count 'msg="disk adopted"')" = 0 ] || fail "boot 2: arkbox adopted a disk again"
 echo "vmtest: boot 2: journals replayed after the power cut on $(count 'EXT4-fs \(sd[a-z]1\): recovery complete') of $ndisks pool disks"
 [ -z "$(printed_password)" ] || fail "boot 2: the admin password was printed again"
-t=$(date +%s.%N)
-mkdir -p "$scratch/live2" "$scratch/snap2"
-printf 'ls -1 /backups/.snapshots\nlcd %s\nget -r /backups/tree\nget /backups/late.bin\nlcd %s\nget -r /backups/.snapshots/%s/tree\n' \
-	"$scratch/live2" "$scratch/snap2" "$snap" >"$scratch/get2.b"
-out=$scratch/get2.out
-wait_for "SFTP download of the live share and of snapshot $snap" sftp_batch "$scratch/get2.b"
-sums "$scratch/live2" >"$scratch/live2.sums"
-sums "$scratch/snap2" >"$scratch/snap2.sums"
-cmp -s "$scratch/want.sums" "$scratch/live2.sums" || { diff "$scratch/want.sums" "$scratch/live2.sums" >&2 || true; fail "boot 2: the live share differs"; }
-cmp -s "$scratch/want.sums" "$scratch/snap2.sums" || { diff "$scratch/want.sums" "$scratch/snap2.sums" >&2 || true; fail "boot 2: snapshot $snap differs"; }
-cmp -s "$scratch/late.bin" "$scratch/live2/late.bin" || fail "boot 2: late.bin, written just before the power cut, differs or is missing"
-echo "vmtest: boot 2: live share and snapshot $snap match the originals ($nfiles files, SHA-256; downloaded in $(since "$t")s)"
-echo "vmtest: boot 2: late.bin, acknowledged just before the power cut, is intact"
-# A clean power-off through gokrazy (as before the reboot of an update):
-# serve stops and unmounts the pool's disks, so gokrazy can unmount /perm.
-t=$(date +%s.%N)
-curl -s -m 120 -X POST -u "gokrazy:$pw" "http://127.0.0.1:$httpport/poweroff" >"$scratch/poweroff.out" || true
-for _ in $(seq 120); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
-kill -0 "$qpid" 2>/dev/null && fail "boot 2: still running 60 s after gokrazy's power-off"
-wait "$qpid" 2>/dev/null || true
-qpid=""
-serial_has 'msg="pool disk unmounted"' $ndisks || fail "boot 2: serve did not unmount the pool's disks when stopped"
-grep -q 'unmounting /perm failed' "$serial" && fail "boot 2: gokrazy could not unmount /perm: $(grep -m1 'unmounting /perm failed' "$serial")"
-serial_has 'EXT4-fs \(vda4\): unmounting filesystem' || fail "boot 2: /perm was not unmounted before the power-off"
-echo "vmtest: boot 2: clean power-off through gokrazy in $(since "$t")s: serve unmounted the pool disks, gokrazy unmounted /perm"
-echo "vmtest: PASS in $(($(date +%s) - start))s (2 boots, hard power-off between them)"
+verify_data "the power cut"
+
+# The update: image/update.sh runs gok update with the instance folder
+# build.sh used, sent to the forwarded port of the web interface; the new
+# build is the product image (no overlay: serve no longer adopts disks,
+# which is how a box set up by the test's image becomes a product) with a
+# build id of its own. What the box is now, to compare after the update:
+before_ts=$(status_json | jfield BuildTimestamp) || fail "boot 2: no build timestamp in gokrazy's status"
+before_root=$(log_now | sed -nE 's/.*Kernel command line:.* (root=[^ ]+).*/\1/p' | head -1)
+before_build=$(log_now | sed -nE 's/.*msg=starting .*build=([^ ]+).*/\1/p' | head -1)
+before_disks=$(disk_uuids)
+hostkey=$(hostkeys)
+[ -n "$hostkey" ] || fail "boot 2: ssh-keyscan got no SSH host key from serve"
+build_id=vmtest-update-$(date -u +%Y%m%dT%H%M%SZ)
+from_update=$(($(wc -l <"$serial") + 1))
+n=3
+t0=$(date +%s.%N)
+setsid bash -c 'ARKBOX_IMAGE_OVERLAY= ARKBOX_IMAGE_WORK="$1" ARKBOX_BUILD_ID="$2" ARKBOX_UPDATE_URL="$3" \
+	image/update.sh amd64 >"$4" 2>&1; echo $? >"$5"' _ \
+	"$work" "$build_id" "http://127.0.0.1:$httpport/" "$scratch/update.log" "$scratch/update.rc" &
+gokpid=$!
+echo "vmtest: update: gok update of the product image, build $build_id, through port $httpport (was build $before_build, gokrazy build $before_ts)"
+wait_for "gok update pushing the new build and gokrazy restarting into it (kexec)" update_rebooted
+from=$(kexec_line)
+sed -n "${from_update},${from}p" "$serial" >"$scratch/update-stop.log"
+[ "$(grep -c 'msg="pool disk unmounted"' "$scratch/update-stop.log")" = $ndisks ] ||
+	fail "update: serve did not unmount the $ndisks pool disks when gokrazy stopped it for the reboot"
+grep -q 'unmounting /perm failed' "$scratch/update-stop.log" && fail "update: gokrazy could not unmount /perm: $(grep -m1 'unmounting /perm failed' "$scratch/update-stop.log")"
+grep -qE 'EXT4-fs \(vda4\): unmounting filesystem' "$scratch/update-stop.log" || fail "update: /perm was not unmounted before the reboot"
+echo "vmtest: update: gok sent the $(goklog | tr '\r' '\n' | sed -nE 's/.*Transferred ([a-z ]*system \([^)]*\)).*/\1/p' | paste -sd, | sed 's/,/, the /g'); serve unmounted the pool disks, gokrazy unmounted /perm"
+boot_checks
+log_now | grep -q 'EXT4-fs (vda4): recovery complete' && fail "boot 3: /perm's journal was replayed: it was not unmounted cleanly before the update's reboot"
+# (1) The new build runs: from the other root partition, with gok's build
+# timestamp (serial console and web interface) and arkbox's build id.
+after_root=$(log_now | sed -nE 's/.*Kernel command line:.* (root=[^ ]+).*/\1/p' | head -1)
+[ -n "$after_root" ] && [ "$after_root" != "$before_root" ] || fail "boot 3: booted from $after_root, not from the other root partition (before the update: $before_root)"
+gok_ts=$(goklog | sed -nE 's/.*Build timestamp: ([^ ]+).*/\1/p' | head -1)
+[ -n "$gok_ts" ] || fail "update: gok printed no build timestamp; its log: $(goklog | tail -20)"
+[ "$gok_ts" != "$before_ts" ] || fail "update: gok's build has the timestamp of the running one ($gok_ts)"
+serial_ts=$(log_now | sed -nE 's/^gokrazy build timestamp ([^ ]+).*/\1/p' | head -1)
+[ "$serial_ts" = "$gok_ts" ] || fail "boot 3: gokrazy started build '$serial_ts', want the update's $gok_ts"
+web_ts=$(status_json | jfield BuildTimestamp) || fail "boot 3: no build timestamp in gokrazy's status"
+[ "$web_ts" = "$gok_ts" ] || fail "boot 3: gokrazy's web interface reports build $web_ts, want the update's $gok_ts"
+wait_for "arkbox mounting its $ndisks pool disks" serial_has 'msg="pool disk mounted"' $ndisks
+wait_for "arkbox serving" serial_has 'msg=serving'
+after_build=$(log_now | sed -nE 's/.*msg=starting .*build=([^ ]+).*/\1/p' | head -1)
+[ "$after_build" = "$build_id" ] || fail "boot 3: arkbox started as build '$after_build', want the update's $build_id"
+args=$(status_json /user/arkbox | jfield Args) || fail "boot 3: no command line of arkbox in gokrazy's status"
+case " $args " in
+*" serve "*--adopt-blank-disks*) fail "boot 3: serve still runs with the test image's flags: $args" ;;
+*" serve "*) ;;
+*) fail "boot 3: arkbox does not run serve: $args" ;;
+esac
+echo "vmtest: boot 3: the update runs: $after_root, gokrazy build $gok_ts, arkbox build $after_build, the product's command line (no adoption)"
+# (2) The pool: the same disks, by UUID; nothing adopted.
+[ "$(count 'msg="disk adopted"')" = 0 ] || fail "boot 3: arkbox adopted a disk after the update"
+[ "$(disk_uuids)" = "$before_disks" ] || fail "boot 3: serve mounted the disks $(disk_uuids | paste -sd' '), before the update $(echo "$before_disks" | paste -sd' ')"
+# (3) /perm: the same file system, with serve's configuration, users and
+# secrets (SSH host key) as they were.
+[ "$(perm_uuid)" = "$perm_fs" ] || fail "boot 3: /perm is file system '$(perm_uuid)', before the update $perm_fs"
+[ "$(hostkeys)" = "$hostkey" ] || fail "boot 3: serve's SSH host key changed with the update (the secrets on /perm were lost)"
+[ -z "$(printed_password)" ] || fail "boot 3: the admin password was printed again (a new configuration on /perm)"
+echo "vmtest: boot 3: the same $ndisks pool disks mounted by UUID, nothing adopted; /perm is the same file system ($perm_fs), serve's SSH host key and admin password unchanged"
+wait_for "gok update seeing the new build and ending" test -s "$scratch/update.rc"
+gokpid=""
+[ "$(cat "$scratch/update.rc")" = 0 ] || fail "update: gok update failed (exit $(cat "$scratch/update.rc")); its log: $(goklog | tail -20)"
+verify_data "the update"
+clean_poweroff
+echo "vmtest: PASS in $(($(date +%s) - start))s (3 boots: a hard power-off after the first, an update over the network after the second)"

@@ -34,6 +34,20 @@ const defaultMemoryLimit = 128 << 20
 // Version is the program version recorded in snapshots.
 const Version = "arkbox 0.1"
 
+// Build identifies the build of an image: set at link time
+// (-ldflags=-X github.com/arkbox/arkbox/appliance/cli.Build=ID, which
+// image/mkinstance adds), empty otherwise. `arkbox version` prints it and
+// `serve` logs it when it starts, so that an update can be seen to run.
+var Build string
+
+// versionLine is what `arkbox version` prints.
+func versionLine() string {
+	if Build == "" {
+		return Version
+	}
+	return Version + " (build " + Build + ")"
+}
+
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -85,7 +99,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	}
 	if args[0] == "version" || args[0] == "--version" {
-		fmt.Fprintln(stdout, Version)
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

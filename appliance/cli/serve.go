@@ -76,6 +76,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		logOut = teeWriter{e.stderr, f}
 	}
 	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if Build != "" {
+		log.Info("starting", "version", Version, "build", Build)
+	} else {
+		log.Info("starting", "version", Version)
+	}
 	opt := server.Options{DataDir: c.repo, ConfigPath: *cfgPath, SFTPAddr: *sftpAddr, Out: e.stdout,
 		Logger: log, KDF: kdfFromEnv()}
 	opt.Hash = hashParams()

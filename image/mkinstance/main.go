@@ -2,6 +2,7 @@
 // instance, in gok's format) into a gok instance directory for one target:
 //
 //	mkinstance -arch rpi|amd64 -out DIR/arkbox [-config config.json] [-overlay FILE] [-versions image/versions.txt] [-state DIR]
+//	           [-build ID] [-update-url URL]
 //
 // It writes DIR/arkbox/config.json — for amd64 with only what must differ
 // changed: GOARCH, the kernel, no firmware or EEPROM, the serial console on
@@ -11,6 +12,12 @@
 // folder (created on first use, so that `gok update` keeps working), and
 // the go.mod files of gok's builddir: arkbox itself from this working tree
 // (a replace directive) and the gokrazy modules at versions.txt's versions.
+//
+// arkbox is linked with a build id (cli.Build, which `serve` logs when it
+// starts): -build's, or the time of the build and the working tree's
+// commit. -update-url sends `gok update` to that address instead of the
+// instance's hostname and port (a box known by its address, or behind a
+// forwarded port), with the instance's password.
 package main
 
 import (
@@ -22,15 +29,37 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"time"
 )
 
 const (
 	module     = "github.com/arkbox/arkbox"
+	arkboxPkg  = module + "/appliance/cmd/arkbox"
+	buildVar   = module + "/appliance/cli.Build"
 	randomdPkg = "github.com/gokrazy/gokrazy/cmd/randomd"
 )
+
+// options are mkinstance's flags.
+type options struct {
+	arch      string // rpi or amd64
+	config    string // the base configuration (config.json)
+	overlay   string // a JSON merge patch, or ""
+	versions  string // image/versions.txt
+	out       string // the instance folder to write
+	state     string // where the password and machine id are kept
+	repo      string // the arkbox working tree
+	build     string // build id; "" makes one from the time and the commit
+	updateURL string // where gok update goes; "" for the hostname and port
+}
+
+// validBuild is what a build id may hold: it goes into -ldflags.
+var validBuild = regexp.MustCompile(`^[A-Za-z0-9._+-]+$`)
 
 // variant holds what differs between the targets.
 type variant struct {
@@ -43,73 +72,96 @@ var variants = map[string]variant{
 }
 
 func main() {
-	arch := flag.String("arch", "rpi", "target: rpi or amd64")
-	cfgPath := flag.String("config", "config.json", "base instance configuration (gok format)")
-	overlay := flag.String("overlay", "", "a JSON merge patch applied to the configuration (e.g. image/vmtest/overlay.json)")
-	versions := flag.String("versions", "image/versions.txt", "gokrazy module versions")
-	out := flag.String("out", "", "instance directory to write (gok's PARENT_DIR/INSTANCE)")
-	state := flag.String("state", "", "folder keeping the web interface password and machine id (default: OUT/..)")
-	repo := flag.String("repo", ".", "the arkbox working tree to build from")
+	var o options
+	flag.StringVar(&o.arch, "arch", "rpi", "target: rpi or amd64")
+	flag.StringVar(&o.config, "config", "config.json", "base instance configuration (gok format)")
+	flag.StringVar(&o.overlay, "overlay", "", "a JSON merge patch applied to the configuration (e.g. image/vmtest/overlay.json)")
+	flag.StringVar(&o.versions, "versions", "image/versions.txt", "gokrazy module versions")
+	flag.StringVar(&o.out, "out", "", "instance directory to write (gok's PARENT_DIR/INSTANCE)")
+	flag.StringVar(&o.state, "state", "", "folder keeping the web interface password and machine id (default: OUT/..)")
+	flag.StringVar(&o.repo, "repo", ".", "the arkbox working tree to build from")
+	flag.StringVar(&o.build, "build", "", "build id linked into arkbox, logged when serve starts (default: the UTC time and the commit, e.g. 20260101T120000Z-0123abc)")
+	flag.StringVar(&o.updateURL, "update-url", "", "`URL` of the box's web interface for gok update, e.g. http://192.168.1.20:8080/ (default: the hostname and port of the configuration)")
 	flag.Parse()
-	if *out == "" {
+	if o.out == "" {
 		fmt.Fprintln(os.Stderr, "mkinstance: -out is required")
 		os.Exit(2)
 	}
-	if *state == "" {
-		*state = filepath.Dir(*out)
+	if o.state == "" {
+		o.state = filepath.Dir(o.out)
 	}
-	if err := run(*arch, *cfgPath, *overlay, *versions, *out, *state, *repo); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "mkinstance:", err)
 		os.Exit(1)
 	}
 }
 
-func run(arch, cfgPath, overlayPath, versionsPath, out, state, repo string) error {
-	v, ok := variants[arch]
+func run(o options) error {
+	v, ok := variants[o.arch]
 	if !ok {
-		return fmt.Errorf("unknown -arch %q (rpi or amd64)", arch)
+		return fmt.Errorf("unknown -arch %q (rpi or amd64)", o.arch)
 	}
-	b, err := os.ReadFile(cfgPath)
+	b, err := os.ReadFile(o.config)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
 	var cfg map[string]any
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		return fmt.Errorf("decode %s: %w", cfgPath, err)
+		return fmt.Errorf("decode %s: %w", o.config, err)
 	}
-	pw, err := secret(filepath.Join(state, "http-password.txt"), 20)
+	pw, err := secret(filepath.Join(o.state, "http-password.txt"), 20)
 	if err != nil {
 		return err
 	}
-	machineID, err := secret(filepath.Join(state, "machine-id"), 16)
+	machineID, err := secret(filepath.Join(o.state, "machine-id"), 16)
 	if err != nil {
 		return err
 	}
 	if err := apply(cfg, v, pw, machineID); err != nil {
 		return err
 	}
-	if overlayPath != "" {
-		b, err := os.ReadFile(overlayPath)
+	if o.overlay != "" {
+		b, err := os.ReadFile(o.overlay)
 		if err != nil {
 			return fmt.Errorf("read overlay: %w", err)
 		}
 		var patch any
 		if err := json.Unmarshal(b, &patch); err != nil {
-			return fmt.Errorf("decode %s: %w", overlayPath, err)
+			return fmt.Errorf("decode %s: %w", o.overlay, err)
 		}
 		merged, ok := mergePatch(cfg, patch).(map[string]any)
 		if !ok {
-			return fmt.Errorf("%s: not a JSON object", overlayPath)
+			return fmt.Errorf("%s: not a JSON object", o.overlay)
 		}
 		cfg = merged
 	}
-	pins, err := readVersions(versionsPath)
+	pins, err := readVersions(o.versions)
 	if err != nil {
 		return err
 	}
-	absRepo, err := filepath.Abs(repo)
+	absRepo, err := filepath.Abs(o.repo)
 	if err != nil {
 		return err
+	}
+	build := o.build
+	if build == "" {
+		build = defaultBuild(absRepo, time.Now())
+	}
+	if !validBuild.MatchString(build) {
+		return fmt.Errorf("build id %q: use letters, digits and . _ + - only", build)
+	}
+	setBuild(cfg, build)
+	if o.updateURL != "" {
+		u, err := updateURL(o.updateURL, pw)
+		if err != nil {
+			return err
+		}
+		flags, _ := cfg["InternalCompatibilityFlags"].(map[string]any)
+		if flags == nil {
+			flags = map[string]any{}
+		}
+		flags["Update"] = u
+		cfg["InternalCompatibilityFlags"] = flags
 	}
 	goLine, err := goDirective(filepath.Join(absRepo, "go.mod"))
 	if err != nil {
@@ -130,7 +182,7 @@ func run(arch, cfgPath, overlayPath, versionsPath, out, state, repo string) erro
 		files[filepath.Join("builddir", module, "go.sum")] = sum
 	}
 	for name, content := range files {
-		p := filepath.Join(out, name)
+		p := filepath.Join(o.out, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
@@ -184,6 +236,68 @@ func apply(cfg map[string]any, v variant, password, machineID string) error {
 	pc[randomdPkg] = rc
 	cfg["PackageConfig"] = pc
 	return nil
+}
+
+// setBuild links arkbox with the build id: -X on its -ldflags (added to
+// the configuration's own -ldflags, if any: go build keeps only the last).
+func setBuild(cfg map[string]any, build string) {
+	pc, _ := cfg["PackageConfig"].(map[string]any)
+	if pc == nil {
+		pc = map[string]any{}
+	}
+	ac, _ := pc[arkboxPkg].(map[string]any)
+	if ac == nil {
+		ac = map[string]any{}
+	}
+	x := "-X " + buildVar + "=" + build
+	var flags []any
+	added := false
+	if fl, ok := ac["GoBuildFlags"].([]any); ok {
+		for _, f := range fl {
+			if s, ok := f.(string); ok && strings.HasPrefix(s, "-ldflags=") && !added {
+				f = s + " " + x
+				added = true
+			}
+			flags = append(flags, f)
+		}
+	}
+	if !added {
+		flags = append(flags, "-ldflags="+x)
+	}
+	ac["GoBuildFlags"] = flags
+	pc[arkboxPkg] = ac
+	cfg["PackageConfig"] = pc
+}
+
+// defaultBuild is the UTC time and, in a git working tree, the short
+// commit (with -dirty when files changed since).
+func defaultBuild(repo string, now time.Time) string {
+	id := now.UTC().Format("20060102T150405Z")
+	commit, err := exec.Command("git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
+	if err != nil {
+		return id
+	}
+	id += "-" + strings.TrimSpace(string(commit))
+	if st, err := exec.Command("git", "-C", repo, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		id += "-dirty"
+	}
+	return id
+}
+
+// updateURL is the address gok update uses, with the instance's user and
+// password when it names none (gok takes them from the URL).
+func updateURL(s, password string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("-update-url %q: want http://HOST[:PORT]/", s)
+	}
+	if u.User == nil {
+		u.User = url.UserPassword("gokrazy", password)
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	return u.String(), nil
 }
 
 // mergePatch applies a JSON merge patch (RFC 7386) to target and returns

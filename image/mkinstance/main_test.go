@@ -22,7 +22,8 @@ func TestRunVariants(t *testing.T) {
 		t.Run(tc.arch, func(t *testing.T) {
 			dir := t.TempDir()
 			out := filepath.Join(dir, tc.arch, "arkbox")
-			if err := run(tc.arch, filepath.Join(repo, "config.json"), "", filepath.Join(repo, "image", "versions.txt"), out, dir, repo); err != nil {
+			if err := run(options{arch: tc.arch, config: filepath.Join(repo, "config.json"), versions: filepath.Join(repo, "image", "versions.txt"),
+				out: out, state: dir, repo: repo}); err != nil {
 				t.Fatal(err)
 			}
 			var cfg map[string]any
@@ -51,7 +52,7 @@ func TestRunVariants(t *testing.T) {
 			}
 		})
 	}
-	if err := run("sparc", filepath.Join(repo, "config.json"), "", "", t.TempDir(), t.TempDir(), repo); err == nil {
+	if err := run(options{arch: "sparc", config: filepath.Join(repo, "config.json"), out: t.TempDir(), state: t.TempDir(), repo: repo}); err == nil {
 		t.Error("unknown arch accepted")
 	}
 }
@@ -95,8 +96,8 @@ func TestVMTestOverlay(t *testing.T) {
 	repo := filepath.Join("..", "..")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "amd64", "arkbox")
-	if err := run("amd64", filepath.Join(repo, "config.json"), filepath.Join(repo, "image", "vmtest", "overlay.json"),
-		filepath.Join(repo, "image", "versions.txt"), out, dir, repo); err != nil {
+	if err := run(options{arch: "amd64", config: filepath.Join(repo, "config.json"), overlay: filepath.Join(repo, "image", "vmtest", "overlay.json"),
+		versions: filepath.Join(repo, "image", "versions.txt"), out: out, state: dir, repo: repo}); err != nil {
 		t.Fatal(err)
 	}
 	var cfg struct {
@@ -166,5 +167,66 @@ func TestProductConfig(t *testing.T) {
 	}
 	if strings.Contains(flags, "adopt") {
 		t.Errorf("the product adopts disks without being asked: %q", flags)
+	}
+}
+
+// TestBuildAndUpdateURL: arkbox is linked with the build id (added to the
+// configuration's own -ldflags), and -update-url lands in gok's update
+// flag with the instance's password.
+func TestBuildAndUpdateURL(t *testing.T) {
+	repo := filepath.Join("..", "..")
+	read := func(out string) (cfg struct {
+		PackageConfig              map[string]struct{ GoBuildFlags []string }
+		InternalCompatibilityFlags struct{ Update string }
+	}) {
+		t.Helper()
+		b, _ := os.ReadFile(filepath.Join(out, "config.json"))
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	dir := t.TempDir()
+	base := options{arch: "amd64", config: filepath.Join(repo, "config.json"), versions: filepath.Join(repo, "image", "versions.txt"),
+		out: filepath.Join(dir, "amd64", "arkbox"), state: dir, repo: repo}
+
+	o := base
+	o.build = "test-1"
+	o.updateURL = "http://127.0.0.1:10080"
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	cfg := read(o.out)
+	if got, want := cfg.PackageConfig[arkboxPkg].GoBuildFlags, []string{"-ldflags=-X github.com/arkbox/arkbox/appliance/cli.Build=test-1"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("build flags %q; want %q", got, want)
+	}
+	pw, _ := os.ReadFile(filepath.Join(dir, "http-password.txt"))
+	if got, want := cfg.InternalCompatibilityFlags.Update, "http://gokrazy:"+strings.TrimSpace(string(pw))+"@127.0.0.1:10080/"; got != want {
+		t.Errorf("update %q; want %q", got, want)
+	}
+
+	// An overlay's own -ldflags keep their flags; no -update-url, no update flag.
+	overlay := filepath.Join(dir, "overlay.json")
+	os.WriteFile(overlay, []byte(`{"PackageConfig": {"`+arkboxPkg+`": {"GoBuildFlags": ["-trimpath", "-ldflags=-s -w"]}}}`), 0o644)
+	o = base
+	o.overlay = overlay
+	if err := run(o); err != nil {
+		t.Fatal(err)
+	}
+	cfg = read(o.out)
+	fl := cfg.PackageConfig[arkboxPkg].GoBuildFlags
+	if len(fl) != 2 || fl[0] != "-trimpath" || !strings.HasPrefix(fl[1], "-ldflags=-s -w -X github.com/arkbox/arkbox/appliance/cli.Build=20") {
+		t.Errorf("build flags %q", fl)
+	}
+	if cfg.InternalCompatibilityFlags.Update != "" {
+		t.Errorf("update %q without -update-url", cfg.InternalCompatibilityFlags.Update)
+	}
+
+	for _, bad := range []options{{build: "a b"}, {build: "x", updateURL: "arkbox:8080"}} {
+		o = base
+		o.build, o.updateURL = bad.build, bad.updateURL
+		if err := run(o); err == nil {
+			t.Errorf("build %q, update URL %q accepted", bad.build, bad.updateURL)
+		}
 	}
 }
