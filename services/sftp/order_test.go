@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -15,10 +16,11 @@ import (
 // rawSFTP speaks the SFTP wire protocol directly, to pipeline requests
 // the way sshfs does (without waiting for answers).
 type rawSFTP struct {
-	t  *testing.T
-	w  io.Writer
-	r  io.Reader
-	id uint32
+	t       *testing.T
+	w       io.Writer
+	r       io.Reader
+	id      uint32
+	version []byte // the body of the VERSION answer
 }
 
 func (f *fixture) raw(lg login) *rawSFTP {
@@ -40,9 +42,11 @@ func (f *fixture) raw(lg login) *rawSFTP {
 	}
 	c := &rawSFTP{t: f.t, w: w, r: r}
 	c.send(1, binary.BigEndian.AppendUint32(nil, 3)) // INIT, version 3
-	if typ, _ := c.recv(); typ != 2 {
+	typ, body := c.recv()
+	if typ != 2 {
 		f.t.Fatalf("no VERSION: %d", typ)
 	}
+	c.version = body
 	return c
 }
 
@@ -156,5 +160,64 @@ func TestMalformedRequests(t *testing.T) {
 	c.send(17, str(nil, "/docs/d")) // STAT still works
 	if typ, _ := c.recv(); typ != 105 {
 		t.Errorf("stat after the malformed requests: answer %d", typ)
+	}
+}
+
+// TestLimits: the server announces limits@openssh.com and answers it at
+// the start of a session (writes up to 255 KiB, reads 32 KiB), a write of
+// that size is taken whole, and a limits request later in the session is
+// refused like any unknown extension, without harm.
+func TestLimits(t *testing.T) {
+	f := newFixture(t, fixtureOptions{})
+	c := f.raw(f.alice)
+	if !bytes.Contains(c.version, str(nil, "limits@openssh.com")) {
+		t.Fatalf("VERSION does not announce limits@openssh.com: %q", c.version)
+	}
+	id := c.send(200, str(nil, "limits@openssh.com"))
+	typ, body := c.recv()
+	if typ != 201 || len(body) != 4+32 || binary.BigEndian.Uint32(body) != id {
+		t.Fatalf("limits answer: type %d, %x", typ, body)
+	}
+	var got [4]uint64
+	for i := range got {
+		got[i] = binary.BigEndian.Uint64(body[4+8*i:])
+	}
+	if got != [4]uint64{256 << 10, 32 << 10, 255 << 10, 0} {
+		t.Fatalf("limits: %v", got)
+	}
+	// A write of the largest size: open, write, close, and the bytes are there.
+	open := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(str(nil, "/docs/big"), 0x1a), 0) // WRITE|CREAT|TRUNC, no attrs
+	c.send(3, open)
+	typ, body = c.recv()
+	if typ != 102 {
+		t.Fatalf("open: answer %d %x", typ, body)
+	}
+	handle := body[4:]
+	data := bytes.Repeat([]byte("arkbox!"), (255<<10)/7)
+	w := append([]byte(nil), handle...)
+	w = binary.BigEndian.AppendUint64(w, 0)
+	w = binary.BigEndian.AppendUint32(w, uint32(len(data)))
+	c.send(6, append(w, data...))
+	if typ, body := c.recv(); typ != 101 || binary.BigEndian.Uint32(body[4:]) != 0 {
+		t.Fatalf("write of %d bytes: answer %d %x", len(data), typ, body)
+	}
+	c.send(4, handle)
+	if typ, body := c.recv(); typ != 101 || binary.BigEndian.Uint32(body[4:]) != 0 {
+		t.Fatalf("close: answer %d %x", typ, body)
+	}
+	sh := f.share("docs")
+	in, err := sh.Lookup(1, "big")
+	if err != nil || in.Size != uint64(len(data)) {
+		t.Fatalf("after the write: %+v %v", in, err)
+	}
+	// Past the start of the session the request goes to pkg/sftp, which
+	// does not know it: an error status, and the session goes on.
+	c.send(200, str(nil, "limits@openssh.com"))
+	if typ, _ := c.recv(); typ != 101 {
+		t.Fatalf("late limits request: answer %d", typ)
+	}
+	c.send(17, str(nil, "/docs/big"))
+	if typ, _ := c.recv(); typ != 105 {
+		t.Fatalf("stat after the late limits request: answer %d", typ)
 	}
 }

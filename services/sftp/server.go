@@ -535,13 +535,16 @@ type sftpChannel struct {
 	conn *conn
 
 	// Only pkg/sftp's receiver reads, one goroutine.
-	in     [5]byte // header of the request being read
-	inN    int
-	inLeft int // bytes of the request's body still to come
+	in        [5]byte // header of the request being read
+	inN       int
+	inLeft    int    // bytes of the request's body still to come
+	handshake int    // whole requests read at the start (see limits.go)
+	pre       []byte // a whole request read, still to hand on
 
 	// Only pkg/sftp's sender writes, one packet at a time, under its lock.
-	left   int  // bytes of the current answer still to come
-	status bool // the current answer is an SSH_FXP_STATUS
+	left      int  // bytes of the current answer still to come
+	status    bool // the current answer is an SSH_FXP_STATUS
+	versioned bool // the VERSION answer went out
 
 	mu       sync.Mutex
 	cond     sync.Cond
@@ -565,6 +568,17 @@ const (
 )
 
 func (w *sftpChannel) Read(p []byte) (int, error) {
+	for len(w.pre) == 0 && w.handshake < handshakeRequests && w.inN == 0 && w.inLeft == 0 {
+		if err := w.readWhole(); err != nil {
+			w.end()
+			return 0, err
+		}
+	}
+	if len(w.pre) > 0 {
+		n := copy(p, w.pre)
+		w.pre = w.pre[n:]
+		return n, nil
+	}
 	n, err := w.Channel.Read(p)
 	for b := p[:n]; len(b) > 0; {
 		if w.inLeft > 0 {
@@ -579,12 +593,7 @@ func (w *sftpChannel) Read(p []byte) (int, error) {
 		if w.inN == len(w.in) {
 			w.inN = 0
 			w.inLeft = max(int(binary.BigEndian.Uint32(w.in[:4]))-1, 0)
-			w.mu.Lock()
-			w.received++
-			if t := w.in[4]; t == fxpSetstat || t == fxpFsetstat {
-				w.setstats = append(w.setstats, w.received)
-			}
-			w.mu.Unlock()
+			w.count(w.in[4])
 		}
 	}
 	if err != nil {
@@ -594,6 +603,15 @@ func (w *sftpChannel) Read(p []byte) (int, error) {
 }
 
 func (w *sftpChannel) Write(p []byte) (int, error) {
+	if !w.versioned {
+		w.versioned = true
+		if q, ok := withLimits(p); ok {
+			if _, err := w.Write(q); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
 	n, err := w.Channel.Write(p)
 	if err != nil {
 		w.end()
@@ -614,6 +632,16 @@ func (w *sftpChannel) Write(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// count records a request of type t handed on to pkg/sftp.
+func (w *sftpChannel) count(t byte) {
+	w.mu.Lock()
+	w.received++
+	if t == fxpSetstat || t == fxpFsetstat {
+		w.setstats = append(w.setstats, w.received)
+	}
+	w.mu.Unlock()
 }
 
 // end records that no more answers will come, releasing waiters.
