@@ -191,3 +191,40 @@ func TestDiscoverMissingRoot(t *testing.T) {
 		t.Fatal("no error for a missing sysfs")
 	}
 }
+
+// TestCaptureSysfs: a capture of a sysfs tree, materialized again, gives
+// Discover the same disks.
+func TestCaptureSysfs(t *testing.T) {
+	for _, fixture := range []string{"usb", "sata", "nvme", "virtio", "this machine"} {
+		t.Run(fixture, func(t *testing.T) {
+			root := "/sys" // the real one: more files, binary ones, unreadable ones
+			if fixture != "this machine" {
+				root = fakeSysfs(t, fixture)
+			} else if ds, err := Discover(t.Context(), DiscoverOptions{MountInfo: "-"}); err != nil || len(ds) == 0 {
+				t.Skip("no disks in /sys")
+			}
+			opts := DiscoverOptions{SysRoot: root, MountInfo: "-"}
+			want, err := Discover(t.Context(), opts)
+			if err != nil || len(want) == 0 {
+				t.Fatalf("discover: %v %v", want, err)
+			}
+			var buf strings.Builder
+			if err := CaptureSysfs(t.Context(), opts, &buf); err != nil {
+				t.Fatal(err)
+			}
+			capture := filepath.Join(t.TempDir(), "capture.txt")
+			if err := os.WriteFile(capture, []byte(buf.String()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			root2 := t.TempDir()
+			applyFixture(t, root2, capture)
+			got, err := Discover(t.Context(), DiscoverOptions{SysRoot: root2, MountInfo: "-"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("from the capture:\n%+v\nwant\n%+v\ncapture:\n%s", got, want, buf.String())
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -19,12 +20,16 @@ func cmdDisks(ctx context.Context, e *env, args []string) error {
 	sysfs := fs.String("sysfs", "/sys", "sysfs root (tests: a fake tree)")
 	dev := fs.String("dev", "/dev", "device directory")
 	smart := fs.Bool("smart", true, "read SMART health (needs root)")
+	capture := fs.String("capture", "", "write what the disk listing reads of sysfs to `FILE` (the tests' fake sysfs format), instead of listing")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
+	}
+	if *capture != "" {
+		return captureSysfs(ctx, *capture, hw.DiscoverOptions{SysRoot: *sysfs, DevRoot: *dev})
 	}
 	r, err := hw.Inventory(ctx, hw.InventoryOptions{SysRoot: *sysfs, DevRoot: *dev, SMART: *smart})
 	if err != nil {
@@ -81,4 +86,20 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// captureSysfs writes hw.CaptureSysfs's record of the disks to file.
+func captureSysfs(ctx context.Context, file string, opts hw.DiscoverOptions) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("disks --capture: %w", err)
+	}
+	if err := hw.CaptureSysfs(ctx, opts, f); err != nil {
+		f.Close()
+		return fmt.Errorf("disks --capture %s: %w", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("disks --capture %s: %w", file, err)
+	}
+	return nil
 }
