@@ -31,3 +31,8 @@ func ensureNode(path, dev string) (string, error) { return path, nil }
 func ReadSMART(ctx context.Context, d Disk) (*Health, error) {
 	return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, errNotLinux)
 }
+
+// ReadSMARTPages is only implemented on Linux.
+func ReadSMARTPages(ctx context.Context, d Disk) (*SMARTPages, error) {
+	return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, errNotLinux)
+}

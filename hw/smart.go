@@ -256,3 +256,30 @@ func (h *Health) Evaluate(l Limits) {
 	}
 	h.Warnings = w
 }
+
+// SMARTPages are a disk's raw SMART pages, as the drive returned them:
+// the ATA SMART READ DATA and READ THRESHOLDS sectors, or the NVMe SMART /
+// Health Information log.
+type SMARTPages struct {
+	ATAData       []byte
+	ATAThresholds []byte // nil when the drive or bridge refused it
+	NVMeLog       []byte
+}
+
+// Parse decodes the pages and evaluates them with default limits.
+func (p *SMARTPages) Parse() (*Health, error) {
+	var (
+		h   *Health
+		err error
+	)
+	if p.NVMeLog != nil {
+		h, err = ParseNVMeSmart(p.NVMeLog)
+	} else {
+		h, err = ParseATASmart(p.ATAData, p.ATAThresholds)
+	}
+	if err != nil {
+		return nil, err
+	}
+	h.Evaluate(Limits{})
+	return h, nil
+}

@@ -81,34 +81,37 @@ type nvmeAdminCmd struct {
 // and USB disks behind bridges that implement SAT). Needs root. Evaluate is
 // applied with default limits.
 func ReadSMART(ctx context.Context, d Disk) (*Health, error) {
+	pages, err := ReadSMARTPages(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	h, err := pages.Parse()
+	if err != nil {
+		return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
+	}
+	return h, nil
+}
+
+// ReadSMARTPages reads a disk's raw SMART pages (see ReadSMART).
+func ReadSMARTPages(ctx context.Context, d Disk) (*SMARTPages, error) {
 	f, err := os.OpenFile(d.Path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
 	}
 	defer f.Close()
-	var h *Health
 	if d.Transport == TransportNVMe || strings.HasPrefix(d.Name, "nvme") {
 		page, err := nvmeSmartLog(f)
 		if err != nil {
 			return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
 		}
-		h, err = ParseNVMeSmart(page)
-		if err != nil {
-			return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
-		}
-	} else {
-		data, err := ataSmartPage(f, ataSmartReadData)
-		if err != nil {
-			return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
-		}
-		thr, _ := ataSmartPage(f, ataSmartReadThr) // optional: some bridges refuse it
-		h, err = ParseATASmart(data, thr)
-		if err != nil {
-			return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
-		}
+		return &SMARTPages{NVMeLog: page}, nil
 	}
-	h.Evaluate(Limits{})
-	return h, nil
+	data, err := ataSmartPage(f, ataSmartReadData)
+	if err != nil {
+		return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
+	}
+	thr, _ := ataSmartPage(f, ataSmartReadThr) // optional: some bridges refuse it
+	return &SMARTPages{ATAData: data, ATAThresholds: thr}, nil
 }
 
 // ataSmartPage issues SMART READ DATA or READ THRESHOLDS (feature) as

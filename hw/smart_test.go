@@ -165,11 +165,12 @@ func TestParseATASmart(t *testing.T) {
 			if tc.withThresholds {
 				thr = readSmartFile(t, tc.name+".thresholds")
 			}
-			h, err := ParseATASmart(readSmartFile(t, tc.name+".data"), thr)
+			// As ReadSMART parses what ReadSMARTPages (and disks --capture) reads.
+			pages := &SMARTPages{ATAData: readSmartFile(t, tc.name+".data"), ATAThresholds: thr}
+			h, err := pages.Parse()
 			if err != nil {
 				t.Fatal(err)
 			}
-			h.Evaluate(Limits{})
 			if h.TemperatureC != tc.temp || h.PowerOnHours != tc.hours || h.Reallocated != tc.realloc ||
 				h.Pending != tc.pending || h.Uncorrectable != tc.unc || h.CRCErrors != tc.crc {
 				t.Errorf("got %+v", h)

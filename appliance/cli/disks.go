@@ -29,7 +29,7 @@ func cmdDisks(ctx context.Context, e *env, args []string) error {
 		return usagef("unexpected arguments %q", rest)
 	}
 	if *capture != "" {
-		return captureSysfs(ctx, *capture, hw.DiscoverOptions{SysRoot: *sysfs, DevRoot: *dev})
+		return captureDisks(ctx, e, *capture, hw.DiscoverOptions{SysRoot: *sysfs, DevRoot: *dev}, *smart)
 	}
 	r, err := hw.Inventory(ctx, hw.InventoryOptions{SysRoot: *sysfs, DevRoot: *dev, SMART: *smart})
 	if err != nil {
@@ -88,8 +88,11 @@ func orDash(s string) string {
 	return s
 }
 
-// captureSysfs writes hw.CaptureSysfs's record of the disks to file.
-func captureSysfs(ctx context.Context, file string, opts hw.DiscoverOptions) error {
+// captureDisks writes hw.CaptureSysfs's record of the disks to file and,
+// with SMART, each disk's raw SMART pages beside it (FILE.DISK.ata.data,
+// FILE.DISK.ata.thresholds, FILE.DISK.nvme.log: the formats of
+// hw/testdata/smart).
+func captureDisks(ctx context.Context, e *env, file string, opts hw.DiscoverOptions, smart bool) error {
 	f, err := os.Create(file)
 	if err != nil {
 		return fmt.Errorf("disks --capture: %w", err)
@@ -100,6 +103,28 @@ func captureSysfs(ctx context.Context, file string, opts hw.DiscoverOptions) err
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("disks --capture %s: %w", file, err)
+	}
+	if !smart {
+		return nil
+	}
+	disks, err := hw.Discover(ctx, hw.DiscoverOptions{SysRoot: opts.SysRoot, DevRoot: opts.DevRoot, MountInfo: "-"})
+	if err != nil {
+		return err
+	}
+	for _, d := range disks {
+		pages, err := hw.ReadSMARTPages(ctx, d)
+		if err != nil {
+			fmt.Fprintf(e.stderr, "disks --capture: no SMART pages of %s: %v\n", d.Name, err)
+			continue
+		}
+		for suffix, b := range map[string][]byte{"ata.data": pages.ATAData, "ata.thresholds": pages.ATAThresholds, "nvme.log": pages.NVMeLog} {
+			if b == nil {
+				continue
+			}
+			if err := os.WriteFile(file+"."+d.Name+"."+suffix, b, 0o644); err != nil {
+				return fmt.Errorf("disks --capture: %w", err)
+			}
+		}
 	}
 	return nil
 }
