@@ -5,18 +5,6 @@
 # readfile: RUN \t RESTIC_RESTORE_S \t SHARE_32K_MBPS \t SHARE_1M_MBPS per run.
 # Variables: runs, bytes (the file's size), label. Medians over the runs.
 
-function median(list,   v, n, i, j, x) {
-	n = split(list, v, " ")
-	if (n == 0) return ""
-	for (i = 2; i <= n; i++) {
-		x = v[i] + 0
-		for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]
-		v[j + 1] = x
-	}
-	if (n % 2) return v[(n + 1) / 2] + 0
-	return (v[n / 2] + v[n / 2 + 1]) / 2
-}
-
 function add(name, val) { vals[name] = ((name in vals) ? vals[name] " " : "") val }
 
 function med(name) { return (name in vals) ? median(vals[name]) : "" }

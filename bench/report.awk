@@ -6,18 +6,6 @@
 # usr/old/new (data set descriptions for the titles).
 # Tables go to stdout; medians are per figure, over the runs.
 
-function median(list,   v, n, i, j, x) {
-	n = split(list, v, " ")
-	if (n == 0) return ""
-	for (i = 2; i <= n; i++) {
-		x = v[i] + 0
-		for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]
-		v[j + 1] = x
-	}
-	if (n % 2) return v[(n + 1) / 2] + 0
-	return (v[n / 2] + v[n / 2 + 1]) / 2
-}
-
 function add(k, name, val,   prev) {
 	if (val == "-") return
 	# (mawk creates the element on the left before it evaluates the right side)

@@ -508,7 +508,7 @@ OUT=$BENCH/out/results-$STAMP
 awk -F '\t' -v json="$OUT.json" -v meta="$WORK/meta.json" -v runs="$RUNS" -v cpus="$(nproc)" \
 	-v usr="usr set $(mb "$USR_BYTES") MB, $USR_FILES files" \
 	-v old="$GO_OLD $(mb "$OLD_BYTES") MB" -v new="$GO_NEW $(mb "$NEW_BYTES") MB, $NEW_FILES files" \
-	-f "$BENCH/report.awk" "$WORK/results.tsv" | tee "$OUT.txt"
+	-f "$BENCH/lib.awk" -f "$BENCH/report.awk" "$WORK/results.tsv" | tee "$OUT.txt"
 cp "$WORK/results.tsv" "$OUT.tsv"
 say "results: bench/out/$(basename "$OUT").{txt,json,tsv}"
 if [ $KEEP = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi

@@ -8,18 +8,6 @@
 # hwmreset (1 when the peak was reset before each upload), lrandom, lreal, lsmall,
 # lagain (row labels). Medians are per figure, over the runs.
 
-function median(list,   v, n, i, j, x) {
-	n = split(list, v, " ")
-	if (n == 0) return ""
-	for (i = 2; i <= n; i++) {
-		x = v[i] + 0
-		for (j = i - 1; j >= 1 && v[j] + 0 > x; j--) v[j + 1] = v[j]
-		v[j + 1] = x
-	}
-	if (n % 2) return v[(n + 1) / 2] + 0
-	return (v[n / 2] + v[n / 2 + 1]) / 2
-}
-
 function add(k, name, val,   prev) {
 	if (val == "-" || val == "") return
 	prev = ((k, name) in vals) ? vals[k, name] " " : ""

@@ -637,10 +637,10 @@ OUT=$BENCH/out/sftp-$STAMP
 		-v lreal="$BIG_MIB MiB real data (tar), 1 file" \
 		-v lsmall="$SMALL_FILES small files, $(mb "$SMALL_BYTES") MB" \
 		-v lagain="the same tree again, unchanged" \
-		-f "$BENCH/sftp-report.awk" "$W/results.tsv"
+		-f "$BENCH/lib.awk" -f "$BENCH/sftp-report.awk" "$W/results.tsv"
 	echo
 	awk -F '\t' -v runs="$RUNS" -v bytes="$REAL_BYTES" -v label="$BIG_MIB MiB real data (tar), 1 file" \
-		-v readfile="$W/read.tsv" -f "$BENCH/read-report.awk" "$W/download.tsv"
+		-v readfile="$W/read.tsv" -f "$BENCH/lib.awk" -f "$BENCH/read-report.awk" "$W/download.tsv"
 } | tee "$OUT.md"
 cp "$W/results.tsv" "$OUT.tsv"
 say "results: bench/out/$(basename "$OUT").{md,tsv}"

@@ -193,7 +193,7 @@ func TestPendingCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.sh.pendingInode(in.Ino); !ok {
+	if !f.sh.isPending(in.Ino) {
 		t.Fatal("a created file is in the catalog before its close")
 	}
 	if got, err := f.sh.Lookup(RootIno, "new"); err != nil || got.Ino != in.Ino {
@@ -215,7 +215,7 @@ func TestPendingCreate(t *testing.T) {
 	if err := fh.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.sh.pendingInode(in.Ino); ok {
+	if f.sh.isPending(in.Ino) {
 		t.Fatal("an empty created file is still pending after its close")
 	}
 	// A pending file goes in with any other change: a rename here.

@@ -698,7 +698,7 @@ func (f *File) Sync() error {
 	if err := f.sh.syncStaging(of, st); err != nil {
 		return fmt.Errorf("sharefs: sync inode %d: %w", of.ino, err)
 	}
-	if _, pending := f.sh.pendingInode(of.ino); !dirty && !pending {
+	if !dirty && !f.sh.isPending(of.ino) {
 		return nil
 	}
 	if err := f.sh.record(of.ino, rec); err != nil { // writes a pending creation too

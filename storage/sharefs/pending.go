@@ -191,6 +191,14 @@ func (sh *Share) pendingInode(ino uint64) (*Inode, bool) {
 	return &c, true
 }
 
+// isPending reports whether inode ino is a pending file.
+func (sh *Share) isPending(ino uint64) bool {
+	sh.pend.mu.Lock()
+	defer sh.pend.mu.Unlock()
+	_, ok := sh.pend.inodes[ino]
+	return ok
+}
+
 // pendingLookup returns a copy of the pending file name in parent.
 func (sh *Share) pendingLookup(parent uint64, name string) (*Inode, bool) {
 	sh.pend.mu.Lock()
