@@ -165,6 +165,11 @@ func readDisk(sysRoot, devRoot, name string) Disk {
 		// virtio's "vendor" is the PCI vendor id (0x1af4), not a name.
 		d.Vendor, d.Model = "", "virtio disk"
 	}
+	if m := ataModel(filepath.Join(dev, "vpd_pg89")); m != "" {
+		// The SCSI model attribute is the 16-character INQUIRY product
+		// that libata cuts the drive's 40-character model to.
+		d.Model = m
+	}
 	if d.Transport == TransportMMC {
 		d.Model = readAttr(dev, "name")
 		d.Vendor = readAttr(dev, "manfid")
@@ -250,6 +255,25 @@ func usbSerial(sysRoot, devPath string) string {
 		}
 	}
 	return ""
+}
+
+// ataModel returns the model number of an ATA drive from its ATA
+// Information VPD page (89h), which carries the drive's IDENTIFY DEVICE
+// data from byte 60: the model is words 27–46, two ASCII characters per
+// word with the first in the high byte. "" when the page is missing or
+// does not hold IDENTIFY DEVICE data.
+func ataModel(path string) string {
+	b, err := os.ReadFile(path)
+	const identify = 60
+	if err != nil || len(b) < identify+512 || b[1] != 0x89 || b[56] != 0xec {
+		return ""
+	}
+	w := b[identify+27*2 : identify+47*2]
+	m := make([]byte, len(w))
+	for i := 0; i+1 < len(w); i += 2 {
+		m[i], m[i+1] = w[i+1], w[i]
+	}
+	return cleanString(m)
 }
 
 // vpdSerial decodes a SCSI Unit Serial Number VPD page (0x80): a 4-byte

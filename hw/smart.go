@@ -35,7 +35,12 @@ type Health struct {
 	MediaErrors     uint64         `json:"media_errors"`              // NVMe
 	UnsafeShutdowns uint64         `json:"unsafe_shutdowns"`          // NVMe
 	Attributes      []ATAAttribute `json:"attributes,omitempty"`      // ATA only
-	Warnings        []string       `json:"warnings"`                  // empty: healthy
+	// Status is the drive's own overall assessment: "passed" or
+	// "failing" (ATA SMART RETURN STATUS: a pre-failure attribute past
+	// its threshold; NVMe: a critical warning bit set), "" when the
+	// drive or its bridge did not say.
+	Status   string   `json:"overall_status,omitempty"`
+	Warnings []string `json:"warnings"` // empty: healthy
 }
 
 // ATA attribute ids that arkbox looks at.
@@ -162,6 +167,10 @@ func ParseNVMeSmart(page []byte) (*Health, error) {
 	}
 	h := &Health{Kind: "nvme", TemperatureC: -1}
 	h.CriticalWarning = page[0]
+	h.Status = "passed"
+	if h.CriticalWarning != 0 {
+		h.Status = "failing"
+	}
 	if k := int(binary.LittleEndian.Uint16(page[1:3])); k > 0 {
 		h.TemperatureC = k - 273
 	}
@@ -205,6 +214,9 @@ func (h *Health) Evaluate(l Limits) {
 	add := func(format string, a ...any) { w = append(w, fmt.Sprintf(format, a...)) }
 	switch h.Kind {
 	case "ata":
+		if h.Status == "failing" {
+			add("the drive's own SMART assessment is FAILING: back up what is on it and replace it")
+		}
 		if h.Reallocated > 0 {
 			add("%d reallocated sectors", h.Reallocated)
 		}
@@ -263,6 +275,7 @@ func (h *Health) Evaluate(l Limits) {
 type SMARTPages struct {
 	ATAData       []byte
 	ATAThresholds []byte // nil when the drive or bridge refused it
+	ATAStatus     []byte // sense data of SMART RETURN STATUS, holding the ATA registers; nil when refused
 	NVMeLog       []byte
 }
 
@@ -276,10 +289,101 @@ func (p *SMARTPages) Parse() (*Health, error) {
 		h, err = ParseNVMeSmart(p.NVMeLog)
 	} else {
 		h, err = ParseATASmart(p.ATAData, p.ATAThresholds)
+		if err == nil && p.ATAStatus != nil {
+			h.Status, err = ParseATAStatus(p.ATAStatus)
+		}
 	}
 	if err != nil {
 		return nil, err
 	}
 	h.Evaluate(Limits{})
 	return h, nil
+}
+
+// ErrNoATAPassThrough is returned when a disk, or the USB bridge in front
+// of it, refuses SCSI ATA PASS-THROUGH: its SMART health cannot be read.
+var ErrNoATAPassThrough = errors.New("the disk or its USB bridge does not pass ATA commands through, so its SMART health cannot be read")
+
+// senseKeys names the SCSI sense keys arkbox meets.
+var senseKeys = map[byte]string{0: "no sense", 1: "recovered error", 2: "not ready", 3: "medium error",
+	4: "hardware error", 5: "illegal request", 6: "unit attention", 0xb: "aborted command"}
+
+// parseSense returns the sense key and additional sense code and qualifier
+// of fixed (70h/71h) or descriptor (72h/73h) format sense data.
+func parseSense(sense []byte) (key, asc, ascq byte, ok bool) {
+	if len(sense) < 4 {
+		return 0, 0, 0, false
+	}
+	switch sense[0] & 0x7f {
+	case 0x70, 0x71:
+		if len(sense) < 14 {
+			return sense[2] & 0x0f, 0, 0, len(sense) >= 3
+		}
+		return sense[2] & 0x0f, sense[12], sense[13], true
+	case 0x72, 0x73:
+		return sense[1] & 0x0f, sense[2], sense[3], true
+	}
+	return 0, 0, 0, false
+}
+
+// senseError says what CHECK CONDITION sense data of an ATA PASS-THROUGH
+// command means: nil when it only carries the ATA registers ("ATA
+// pass-through information available", 00h/1Dh, or no sense at all),
+// ErrNoATAPassThrough when the command was refused as invalid, otherwise
+// an error naming the sense key and code.
+func senseError(sense []byte) error {
+	key, asc, ascq, ok := parseSense(sense)
+	switch {
+	case !ok:
+		if len(sense) == 0 {
+			return nil
+		}
+		return fmt.Errorf("unrecognised sense data % x", sense)
+	case key <= 1 && (asc == 0 && (ascq == 0 || ascq == 0x1d)):
+		return nil
+	case key == 5 && (asc == 0x20 || asc == 0x24):
+		return ErrNoATAPassThrough
+	case key == 0xb:
+		return fmt.Errorf("the drive aborted the SMART command (SMART may be disabled on it): sense %02x/%02x", asc, ascq)
+	}
+	name := senseKeys[key]
+	if name == "" {
+		name = fmt.Sprintf("%#x", key)
+	}
+	return fmt.Errorf("sense key %s, additional sense %02x/%02x", name, asc, ascq)
+}
+
+// ParseATAStatus decodes the answer to SMART RETURN STATUS: the ATA
+// registers LBA mid and LBA high that the SCSI layer returned in the
+// sense data (an ATA Status Return descriptor in descriptor format, the
+// command-specific bytes in fixed format). 4Fh/C2h: "passed"; F4h/2Ch: a
+// threshold was exceeded, "failing".
+func ParseATAStatus(sense []byte) (string, error) {
+	var mid, high byte
+	found := false
+	switch {
+	case len(sense) >= 8 && sense[0]&0x7f == 0x72:
+		end := min(len(sense), 8+int(sense[7]))
+		for off := 8; off+2 <= end; off += 2 + int(sense[off+1]) {
+			d := sense[off:]
+			if d[0] == 0x09 && off+14 <= end {
+				mid, high, found = d[9], d[11], true
+				break
+			}
+		}
+	case len(sense) >= 14 && sense[0]&0x7f == 0x70:
+		// SAT fixed format: bytes 9..11 hold LBA (7:0), (15:8), (23:16),
+		// that is LBA low, mid and high.
+		mid, high, found = sense[10], sense[11], true
+	}
+	if !found {
+		return "", fmt.Errorf("smart: return status: no ATA registers in sense data % x", sense)
+	}
+	switch {
+	case mid == 0x4f && high == 0xc2:
+		return "passed", nil
+	case mid == 0xf4 && high == 0x2c:
+		return "failing", nil
+	}
+	return "", fmt.Errorf("smart: return status: unexpected registers LBA mid %#02x, high %#02x", mid, high)
 }

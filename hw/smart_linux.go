@@ -18,15 +18,17 @@ import (
 // the parsers it feeds are tested on recorded pages.
 
 const (
-	sgIO             = 0x2285 // SG_IO
-	sgDxferFromDev   = -3     // SG_DXFER_FROM_DEV
-	ataPassThrough16 = 0x85
-	ataSmartCmd      = 0xB0
-	ataSmartReadData = 0xD0
-	ataSmartReadThr  = 0xD1
-	nvmeAdminIoctl   = 0xC0484E41 // NVME_IOCTL_ADMIN_CMD
-	nvmeGetLogPage   = 0x02
-	nvmeLogSmart     = 0x02
+	sgIO                  = 0x2285 // SG_IO
+	sgDxferNone           = -1     // SG_DXFER_NONE
+	sgDxferFromDev        = -3     // SG_DXFER_FROM_DEV
+	ataPassThrough16      = 0x85
+	ataSmartCmd           = 0xB0
+	ataSmartReadData      = 0xD0
+	ataSmartReadThr       = 0xD1
+	ataSmartStatusFeature = 0xDA       // SMART RETURN STATUS
+	nvmeAdminIoctl        = 0xC0484E41 // NVME_IOCTL_ADMIN_CMD
+	nvmeGetLogPage        = 0x02
+	nvmeLogSmart          = 0x02
 )
 
 // sgIOHdr is struct sg_io_hdr of <scsi/sg.h> for 64-bit Linux.
@@ -111,13 +113,31 @@ func ReadSMARTPages(ctx context.Context, d Disk) (*SMARTPages, error) {
 		return nil, fmt.Errorf("hw: read smart of %s: %w", d.Path, err)
 	}
 	thr, _ := ataSmartPage(f, ataSmartReadThr) // optional: some bridges refuse it
-	return &SMARTPages{ATAData: data, ATAThresholds: thr}, nil
+	status, _ := ataSmartStatus(f)             // optional: some bridges return no registers
+	return &SMARTPages{ATAData: data, ATAThresholds: thr, ATAStatus: status}, nil
 }
 
 // ataSmartPage issues SMART READ DATA or READ THRESHOLDS (feature) as
 // ATA PASS-THROUGH(16), PIO data-in, one 512-byte sector.
 func ataSmartPage(f *os.File, feature byte) ([]byte, error) {
 	buf := make([]byte, smartPageSize)
+	if _, err := ataSmartCommand(f, feature, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// ataSmartStatus issues SMART RETURN STATUS as ATA PASS-THROUGH(16),
+// non-data, asking for the ATA registers back (CK_COND): it returns the
+// sense data that carries them, for ParseATAStatus.
+func ataSmartStatus(f *os.File) ([]byte, error) {
+	return ataSmartCommand(f, ataSmartStatusFeature, nil)
+}
+
+// ataSmartCommand sends the ATA SMART command with the feature through
+// SG_IO: PIO data-in into buf, or non-data with CK_COND when buf is nil.
+// It returns the sense data the SCSI layer wrote.
+func ataSmartCommand(f *os.File, feature byte, buf []byte) ([]byte, error) {
 	sense := make([]byte, 32)
 	cdb := []byte{
 		ataPassThrough16,
@@ -132,13 +152,23 @@ func ataSmartPage(f *os.File, feature byte) ([]byte, error) {
 		ataSmartCmd, // command
 		0,           // control
 	}
+	dir := int32(sgDxferFromDev)
+	var dxferp uintptr
+	if buf == nil {
+		cdb[1] = 3 << 1 // protocol 3: non-data
+		cdb[2] = 0x20   // ck_cond: return the registers in the sense data
+		cdb[6] = 0
+		dir = sgDxferNone
+	} else {
+		dxferp = uintptr(unsafe.Pointer(&buf[0]))
+	}
 	hdr := sgIOHdr{
 		interfaceID:    'S',
-		dxferDirection: sgDxferFromDev,
+		dxferDirection: dir,
 		cmdLen:         uint8(len(cdb)),
 		mxSbLen:        uint8(len(sense)),
 		dxferLen:       uint32(len(buf)),
-		dxferp:         uintptr(unsafe.Pointer(&buf[0])),
+		dxferp:         dxferp,
 		cmdp:           uintptr(unsafe.Pointer(&cdb[0])),
 		sbp:            uintptr(unsafe.Pointer(&sense[0])),
 		timeout:        10000,
@@ -150,15 +180,21 @@ func ataSmartPage(f *os.File, feature byte) ([]byte, error) {
 	if errno != 0 {
 		return nil, fmt.Errorf("SG_IO ATA PASS-THROUGH: %w", errno)
 	}
-	if hdr.status != 0 && !(hdr.sbLenWr > 0 && sense[0]&0x7f >= 0x72) {
-		// Descriptor-format sense with CHECK CONDITION carries the ATA
-		// registers and is what some SAT layers return on success.
-		return nil, fmt.Errorf("SG_IO ATA PASS-THROUGH: scsi status %#x, host %#x, driver %#x", hdr.status, hdr.hostStatus, hdr.driverStatus)
-	}
+	sense = sense[:hdr.sbLenWr]
 	if hdr.hostStatus != 0 || hdr.driverStatus&^0x08 != 0 {
 		return nil, fmt.Errorf("SG_IO ATA PASS-THROUGH: host status %#x, driver status %#x", hdr.hostStatus, hdr.driverStatus)
 	}
-	return buf, nil
+	if hdr.status != 0 {
+		if err := senseError(sense); err != nil {
+			return nil, fmt.Errorf("SG_IO ATA PASS-THROUGH: %w", err)
+		}
+		if len(sense) == 0 {
+			return nil, fmt.Errorf("SG_IO ATA PASS-THROUGH: scsi status %#x without sense data", hdr.status)
+		}
+		// CHECK CONDITION with "ATA pass-through information available"
+		// (or recovered error) carries the ATA registers: success.
+	}
+	return sense, nil
 }
 
 // nvmeSmartLog reads the SMART / Health Information log page of all

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -251,5 +252,109 @@ func FuzzParseNVMeSmart(f *testing.F) {
 			return
 		}
 		h.Evaluate(Limits{})
+	})
+}
+
+// TestRecordedSmart parses the SMART pages that the Linux kernel returned
+// for qemu's emulated SATA and NVMe disks through the same ioctls as on
+// real drives (recorded by TestVirtualMachineDisks).
+func TestRecordedSmart(t *testing.T) {
+	ata := &SMARTPages{
+		ATAData:       readSmartFile(t, "qemu-ata-sda.data"),
+		ATAThresholds: readSmartFile(t, "qemu-ata-sda.thresholds"),
+		ATAStatus:     readSmartFile(t, "qemu-ata-sda.status"),
+	}
+	h, err := ata.Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Kind != "ata" || h.Status != "passed" || h.TemperatureC != 31 || h.PowerOnHours != 1 || h.Reallocated != 0 || len(h.Attributes) != 7 || len(h.Warnings) != 0 {
+		t.Errorf("qemu SATA disk: %+v", h)
+	}
+	h, err = (&SMARTPages{NVMeLog: readSmartFile(t, "qemu-nvme-nvme0n1.log")}).Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Kind != "nvme" || h.Status != "passed" || h.TemperatureC != 50 || h.CriticalWarning != 0 || len(h.Warnings) != 0 {
+		t.Errorf("qemu NVMe disk: %+v", h)
+	}
+}
+
+// ataStatusSense builds the sense data a SAT layer returns for SMART
+// RETURN STATUS with the registers LBA mid and high, in descriptor (as
+// Linux's libata does) or fixed format.
+func ataStatusSense(descriptor bool, mid, high byte) []byte {
+	if descriptor {
+		return []byte{0x72, 0x01, 0x00, 0x1d, 0, 0, 0, 14,
+			0x09, 0x0c, 0, 0, 0, 0, 0, 0, 0, mid, 0, high, 0xa0, 0x50}
+	}
+	return []byte{0x70, 0, 0x01, 0, 0x50, 0, 0, 10, 0, 0, mid, high, 0x00, 0x1d, 0, 0, 0, 0}
+}
+
+func TestParseATAStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sense []byte
+		want  string
+		err   bool
+	}{
+		{"descriptor passed", ataStatusSense(true, 0x4f, 0xc2), "passed", false},
+		{"descriptor failing", ataStatusSense(true, 0xf4, 0x2c), "failing", false},
+		{"fixed passed", ataStatusSense(false, 0x4f, 0xc2), "passed", false},
+		{"fixed failing", ataStatusSense(false, 0xf4, 0x2c), "failing", false},
+		{"recorded from qemu", readSmartFile(t, "qemu-ata-sda.status"), "passed", false},
+		{"other registers", ataStatusSense(true, 0, 0), "", true},
+		{"descriptor without status return", []byte{0x72, 0x01, 0x00, 0x1d, 0, 0, 0, 4, 0x02, 0x02, 0, 0}, "", true},
+		{"descriptor cut short", ataStatusSense(true, 0x4f, 0xc2)[:12], "", true},
+		{"empty", nil, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseATAStatus(tc.sense)
+			if got != tc.want || (err != nil) != tc.err {
+				t.Errorf("got %q, %v; want %q (error: %v)", got, err, tc.want, tc.err)
+			}
+		})
+	}
+	// A drive that says it is failing gets a warning even when no
+	// attribute is past its threshold.
+	p := syntheticSmart()
+	h, err := (&SMARTPages{ATAData: p["ata-ssd-healthy.data"], ATAThresholds: p["ata-ssd-healthy.thresholds"], ATAStatus: ataStatusSense(true, 0xf4, 0x2c)}).Parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != "failing" || len(h.Warnings) != 1 || !strings.Contains(h.Warnings[0], "FAILING") {
+		t.Errorf("failing drive: %+v", h)
+	}
+}
+
+func TestSenseError(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		sense []byte
+		want  string // "" no error
+	}{
+		{"registers available", ataStatusSense(true, 0x4f, 0xc2), ""},
+		{"no sense data", nil, ""},
+		{"invalid opcode (usb-storage bridge)", []byte{0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x20, 0x00}, ErrNoATAPassThrough.Error()},
+		{"invalid field in CDB", []byte{0x72, 0x05, 0x24, 0x00, 0, 0, 0, 0}, ErrNoATAPassThrough.Error()},
+		{"aborted", []byte{0x72, 0x0b, 0x00, 0x00, 0, 0, 0, 0}, "aborted the SMART command"},
+		{"medium error", []byte{0x70, 0, 0x03, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x11, 0x00}, "sense key medium error, additional sense 11/00"},
+		{"garbage", []byte{0x12, 0x34}, "unrecognised sense data"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := senseError(tc.sense)
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParseATAStatus(f *testing.F) {
+	f.Add(ataStatusSense(true, 0x4f, 0xc2))
+	f.Add(ataStatusSense(false, 0xf4, 0x2c))
+	f.Fuzz(func(t *testing.T, sense []byte) {
+		ParseATAStatus(sense)
+		senseError(sense)
 	})
 }

@@ -1,14 +1,14 @@
 package hw
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/arkbox/arkbox/hw/hwtest"
 )
 
 // fakeSysfs materializes testdata/sysfs fixtures (see its README) in a
@@ -24,53 +24,7 @@ func fakeSysfs(t testing.TB, fixtures ...string) string {
 
 func applyFixture(t testing.TB, root, path string) {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		kind, rest, _ := strings.Cut(line, " ")
-		switch kind {
-		case "L":
-			p, target, ok := strings.Cut(rest, " -> ")
-			if !ok {
-				t.Fatalf("%s: bad link line %q", path, line)
-			}
-			full := filepath.Join(root, p)
-			mustMkdir(t, filepath.Dir(full))
-			if err := os.Symlink(target, full); err != nil {
-				t.Fatal(err)
-			}
-		case "F":
-			p, content, _ := strings.Cut(rest, " ")
-			data := content + "\n"
-			if strings.HasPrefix(content, `"`) {
-				s, err := strconv.Unquote(content)
-				if err != nil {
-					t.Fatalf("%s: %q: %v", path, line, err)
-				}
-				data = s
-			}
-			full := filepath.Join(root, p)
-			mustMkdir(t, filepath.Dir(full))
-			if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		case "D":
-			mustMkdir(t, filepath.Join(root, rest))
-		default:
-			t.Fatalf("%s: bad line %q", path, line)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	hwtest.SysfsFixture(t, root, path)
 }
 
 func mustMkdir(t testing.TB, dir string) {
@@ -153,6 +107,39 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
+// TestDiscoverQEMU lists the disks of the sysfs tree that the Linux kernel
+// made for qemu's AHCI, NVMe, xHCI + usb-storage and virtio disks
+// (recorded by TestVirtualMachineDisks).
+func TestDiscoverQEMU(t *testing.T) {
+	root := fakeSysfs(t, "qemu")
+	disks, err := Discover(t.Context(), DiscoverOptions{SysRoot: root, MountInfo: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type listing struct {
+		Name, Dev                   string
+		Transport                   Transport
+		Vendor, Model, Serial, WWID string
+		Size                        int64
+		Removable                   bool
+	}
+	var got []listing
+	for _, d := range disks {
+		got = append(got, listing{d.Name, d.Dev, d.Transport, d.Vendor, d.Model, d.Serial, d.WWID, d.SizeBytes, d.Removable})
+	}
+	want := []listing{
+		{"nvme0n1", "259:0", TransportNVMe, "", "QEMU NVMe Ctrl", "ARKNVME0001", "nvme.1b36-41524b4e564d4530303031-51454d55204e564d65204374726c-00000001", 256 << 20, false},
+		// The model comes from the drive's IDENTIFY data (VPD page 89h):
+		// the SCSI model attribute holds only its first 16 characters.
+		{"sda", "8:0", TransportSATA, "ATA", "ARKBOX TEST SATA DISK", "ARKSATA0001", "t10.ATA     ARKBOX TEST SATA DISK                   ARKSATA0001", 256 << 20, false},
+		{"sdb", "8:16", TransportUSB, "QEMU", "QEMU HARDDISK", "ARKUSB0001", "", 256 << 20, false},
+		{"vda", "253:0", TransportVirtio, "", "virtio disk", "arkbox-out", "", 16 << 20, false},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got\n%+v\nwant\n%+v", got, want)
+	}
+}
+
 func TestDiscoverMounted(t *testing.T) {
 	root := fakeSysfs(t, "usb")
 	mi := filepath.Join(t.TempDir(), "mountinfo")
@@ -195,7 +182,7 @@ func TestDiscoverMissingRoot(t *testing.T) {
 // TestCaptureSysfs: a capture of a sysfs tree, materialized again, gives
 // Discover the same disks.
 func TestCaptureSysfs(t *testing.T) {
-	for _, fixture := range []string{"usb", "sata", "nvme", "virtio", "this machine"} {
+	for _, fixture := range []string{"usb", "sata", "nvme", "virtio", "qemu", "this machine"} {
 		t.Run(fixture, func(t *testing.T) {
 			root := "/sys" // the real one: more files, binary ones, unreadable ones
 			if fixture != "this machine" {

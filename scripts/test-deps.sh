@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, only when one is missing.
 set -euo pipefail
-pkgs=(fuse3 attr e2fsprogs openssh-client openssh-server sshpass sshfs argon2 rclone)
+pkgs=(fuse3 attr e2fsprogs openssh-client openssh-server sshpass sshfs argon2 rclone qemu-system-x86)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,3 +27,9 @@ if [ ! -x "$bin/versitygw" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$VERSITYGW_V
 	(cd / && GOBIN="$bin" GOFLAGS=-mod=mod go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION")
 	echo "$VERSITYGW_VERSION" >"$stamp"
 fi
+
+# The kernel of the PC image (the version image/versions.txt pins): hw's
+# virtual machine test boots it under qemu with emulated SATA, NVMe and USB
+# disks. A no-op when the module cache holds it.
+kernel=$(awk '$1 == "github.com/gokrazy/kernel.amd64" { print $1 "@" $2 }' "$(dirname "$0")/../image/versions.txt")
+go mod download "$kernel"

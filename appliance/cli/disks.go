@@ -61,6 +61,8 @@ func cmdDisks(ctx context.Context, e *env, args []string) error {
 			}
 		case d.Health != nil:
 			health = fmt.Sprintf("%d warning(s)", len(d.Health.Warnings))
+		case d.HealthError != "":
+			health = "unknown"
 		}
 		mounted := strings.Join(d.Mounted, ",")
 		if mounted == "" {
@@ -78,6 +80,11 @@ func cmdDisks(ctx context.Context, e *env, args []string) error {
 	for _, w := range r.Warnings {
 		fmt.Fprintf(e.stdout, "warning: %s\n", w)
 	}
+	for _, d := range r.Disks {
+		if d.HealthError != "" {
+			fmt.Fprintf(e.stdout, "note: %s (%s): no SMART health: %s\n", d.Name, d.Identity(), d.HealthError)
+		}
+	}
 	return nil
 }
 
@@ -90,7 +97,7 @@ func orDash(s string) string {
 
 // captureDisks writes hw.CaptureSysfs's record of the disks to file and,
 // with SMART, each disk's raw SMART pages beside it (FILE.DISK.ata.data,
-// FILE.DISK.ata.thresholds, FILE.DISK.nvme.log: the formats of
+// FILE.DISK.ata.thresholds, FILE.DISK.ata.status, FILE.DISK.nvme.log: the formats of
 // hw/testdata/smart).
 func captureDisks(ctx context.Context, e *env, file string, opts hw.DiscoverOptions, smart bool) error {
 	f, err := os.Create(file)
@@ -117,7 +124,7 @@ func captureDisks(ctx context.Context, e *env, file string, opts hw.DiscoverOpti
 			fmt.Fprintf(e.stderr, "disks --capture: no SMART pages of %s: %v\n", d.Name, err)
 			continue
 		}
-		for suffix, b := range map[string][]byte{"ata.data": pages.ATAData, "ata.thresholds": pages.ATAThresholds, "nvme.log": pages.NVMeLog} {
+		for suffix, b := range map[string][]byte{"ata.data": pages.ATAData, "ata.thresholds": pages.ATAThresholds, "ata.status": pages.ATAStatus, "nvme.log": pages.NVMeLog} {
 			if b == nil {
 				continue
 			}

@@ -2,10 +2,16 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/arkbox/arkbox/hw"
+	"github.com/arkbox/arkbox/hw/hwtest"
 )
 
 // TestDisksCapture: `arkbox disks --capture FILE` writes the disks' sysfs
@@ -44,5 +50,50 @@ func TestDisksCapture(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("capture lacks %q:\n%s", want, b)
 		}
+	}
+}
+
+// TestDisksListing: `arkbox disks` and `arkbox disks --json` list the
+// disks of a sysfs tree the Linux kernel made (recorded under qemu with a
+// SATA, an NVMe, a USB and a virtio disk) by bus, size, model and serial.
+func TestDisksListing(t *testing.T) {
+	root := t.TempDir()
+	hwtest.SysfsFixture(t, root, filepath.Join("..", "..", "hw", "testdata", "sysfs", "qemu.txt"))
+	dev := t.TempDir() // no device nodes: nothing to probe
+	var out bytes.Buffer
+	if code := Main([]string{"disks", "--sysfs", root, "--dev", dev, "--smart=false"}, nil, &out, &out); code != 0 {
+		t.Fatalf("exit %d: %s", code, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := [][]string{
+		{"DISK", "BUS", "SIZE", "MODEL", "SERIAL", "CONTENT", "MOUNTED", "HEALTH"},
+		{"nvme0n1", "nvme", "0.3 GB", "QEMU NVMe Ctrl", "ARKNVME0001", "unreadable", "-", "-"},
+		{"sda", "sata", "0.3 GB", "ARKBOX TEST SATA DISK", "ARKSATA0001", "unreadable", "-", "-"},
+		{"sdb", "usb", "0.3 GB", "QEMU HARDDISK", "ARKUSB0001", "unreadable", "-", "-"},
+		{"vda", "virtio", "0.3 GB", "virtio disk", "arkbox-out", "unreadable", "-", "-"},
+	}
+	if len(lines) < len(want) {
+		t.Fatalf("listing:\n%s", out.String())
+	}
+	for i, w := range want {
+		cols := regexp.MustCompile(`\s{2,}`).Split(strings.TrimSpace(lines[i]), -1)
+		if i == 4 {
+			w[2] = "0.0 GB"
+		}
+		if !reflect.DeepEqual(cols, w) {
+			t.Errorf("line %d: %q, want %q", i, cols, w)
+		}
+	}
+
+	out.Reset()
+	if code := Main([]string{"disks", "--sysfs", root, "--dev", dev, "--smart=false", "--json"}, nil, &out, &out); code != 0 {
+		t.Fatalf("exit %d: %s", code, out.String())
+	}
+	var r hw.Report
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if len(r.Disks) != 4 || r.Disks[1].Transport != hw.TransportSATA || r.Disks[1].Serial != "ARKSATA0001" || r.Disks[1].SizeBytes != 256<<20 {
+		t.Errorf("json: %+v", r.Disks)
 	}
 }

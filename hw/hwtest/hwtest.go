@@ -3,10 +3,12 @@
 package hwtest
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -55,4 +57,65 @@ func Losetup(t testing.TB, args ...string) string {
 	dev := strings.TrimSpace(string(out))
 	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
 	return dev
+}
+
+// SysfsFixture materializes a fake sysfs tree recorded in the format of
+// hw/testdata/sysfs (see its README; `arkbox disks --capture` writes it)
+// under root.
+func SysfsFixture(t testing.TB, root, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		kind, rest, _ := strings.Cut(line, " ")
+		switch kind {
+		case "L":
+			p, target, ok := strings.Cut(rest, " -> ")
+			if !ok {
+				t.Fatalf("%s: bad link line %q", path, line)
+			}
+			full := filepath.Join(root, p)
+			mkdirAll(t, filepath.Dir(full))
+			if err := os.Symlink(target, full); err != nil {
+				t.Fatal(err)
+			}
+		case "F":
+			p, content, _ := strings.Cut(rest, " ")
+			data := content + "\n"
+			if strings.HasPrefix(content, `"`) {
+				s, err := strconv.Unquote(content)
+				if err != nil {
+					t.Fatalf("%s: %q: %v", path, line, err)
+				}
+				data = s
+			}
+			full := filepath.Join(root, p)
+			mkdirAll(t, filepath.Dir(full))
+			if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case "D":
+			mkdirAll(t, filepath.Join(root, rest))
+		default:
+			t.Fatalf("%s: bad line %q", path, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mkdirAll(t testing.TB, dir string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 }
