@@ -19,8 +19,9 @@ const captureMax = 4096
 // CaptureSysfs writes what Discover reads of this machine's disks, in the
 // format of the fake sysfs trees the tests use (hw/testdata/sysfs/README.md):
 // for each disk Discover lists, its /sys/block link, the files and links of
-// its block folder and of its partitions' folders, and those of every
-// folder above it up to devices/. `arkbox disks --capture FILE` records a
+// its block folder and of its partitions' folders, and the links and
+// identifying attributes (ancestorAttrs) of every folder above it up to
+// devices/. `arkbox disks --capture FILE` records a
 // machine's disks so that they can be tested on any other; serial numbers
 // are recorded as they are (edit them before publishing).
 func CaptureSysfs(ctx context.Context, opts DiscoverOptions, w io.Writer) error {
@@ -50,11 +51,17 @@ func CaptureSysfs(ctx context.Context, opts DiscoverOptions, w io.Writer) error 
 				dirs = append(dirs, dev+"/"+e.Name())
 			}
 		}
+		ancestors := 0
 		for p := filepath.Dir(filepath.FromSlash(dev)); p != "devices" && p != "." && p != string(filepath.Separator); p = filepath.Dir(p) {
 			dirs = append(dirs, filepath.ToSlash(p))
+			ancestors++
 		}
-		for _, dir := range dirs {
-			if err := captureDir(root, dir, lines); err != nil {
+		for i, dir := range dirs {
+			allow := ancestorAttr
+			if i < len(dirs)-ancestors {
+				allow = nil // the block and partition folders: every attribute
+			}
+			if err := captureDir(root, dir, lines, allow); err != nil {
 				return err
 			}
 		}
@@ -71,9 +78,36 @@ func CaptureSysfs(ctx context.Context, opts DiscoverOptions, w io.Writer) error 
 	return bw.Flush()
 }
 
-// captureDir records the small readable files and the links of folder dir
-// (relative to root), not its subfolders.
-func captureDir(root, dir string, lines map[string]string) error {
+// ancestorAttrs are the attribute files CaptureSysfs reads in the folders
+// above a disk's block folder (its SCSI, NVMe or MMC device, USB
+// interface and device, hubs, controllers, PCI bridges): the identifying
+// ones. Drivers put debugging attributes there too, and reading some has
+// effects — the Raspberry Pi's dwc_otg USB controller dumps its registers
+// or runs a million-write register test when one of them is read — so
+// nothing else is read.
+var ancestorAttrs = map[string]bool{
+	// every device
+	"uevent": true, "modalias": true, "dev": true, "removable": true,
+	// SCSI device, NVMe controller, MMC card
+	"vendor": true, "model": true, "rev": true, "serial": true, "wwid": true, "type": true, "state": true,
+	"scsi_level": true, "vpd_pg80": true, "vpd_pg83": true, "vpd_pg89": true, "firmware_rev": true,
+	"transport": true, "cntlid": true, "subsysnqn": true, "name": true, "manfid": true, "oemid": true,
+	"cid": true, "date": true, "fwrev": true, "hwrev": true,
+	// USB device and interface
+	"idVendor": true, "idProduct": true, "manufacturer": true, "product": true, "speed": true,
+	"version": true, "bcdDevice": true, "busnum": true, "devnum": true, "devpath": true,
+	"bDeviceClass": true, "bNumInterfaces": true, "bInterfaceClass": true, "bInterfaceSubClass": true,
+	"bInterfaceProtocol": true, "bInterfaceNumber": true,
+	// PCI device
+	"class": true, "device": true, "subsystem_vendor": true, "subsystem_device": true, "revision": true,
+}
+
+func ancestorAttr(name string) bool { return ancestorAttrs[name] }
+
+// captureDir records the links of folder dir (relative to root), not its
+// subfolders, and those of its small readable files that allow accepts
+// (nil: all).
+func captureDir(root, dir string, lines map[string]string, allow func(string) bool) error {
 	full := filepath.Join(root, filepath.FromSlash(dir))
 	ents, err := os.ReadDir(full)
 	if err != nil {
@@ -89,7 +123,7 @@ func captureDir(root, dir string, lines map[string]string) error {
 			if t, err := os.Readlink(filepath.Join(full, e.Name())); err == nil {
 				lines[p] = "L " + p + " -> " + t
 			}
-		case e.Type().IsRegular():
+		case e.Type().IsRegular() && (allow == nil || allow(e.Name())):
 			if v, ok := readSmall(filepath.Join(full, e.Name())); ok {
 				lines[p] = "F " + p + " " + v
 			}

@@ -215,3 +215,37 @@ func TestCaptureSysfs(t *testing.T) {
 		})
 	}
 }
+
+// TestCaptureSkipsDebugAttributes: above the block folder, CaptureSysfs
+// reads only identifying attributes — the Raspberry Pi's USB controller
+// (dwc_otg) has attributes that dump registers or run a register test
+// when read.
+func TestCaptureSkipsDebugAttributes(t *testing.T) {
+	root := fakeSysfs(t, "usb")
+	usbDev := ""
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "idVendor" && usbDev == "" {
+			usbDev = filepath.Dir(p)
+		}
+		return nil
+	})
+	if usbDev == "" {
+		t.Fatal("no USB device in the usb fixture")
+	}
+	ctrl := filepath.Dir(filepath.Dir(usbDev)) // above the root hub
+	for _, dir := range []string{usbDev, ctrl} {
+		if err := os.WriteFile(filepath.Join(dir, "wr_reg_test"), []byte("Time to write GNPTXFSIZ reg 1000000 times: 423 msecs\n"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf strings.Builder
+	if err := CaptureSysfs(t.Context(), DiscoverOptions{SysRoot: root, MountInfo: "-"}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "wr_reg_test") {
+		t.Errorf("capture read a debugging attribute:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "/idVendor ") {
+		t.Errorf("capture lacks the USB device's idVendor:\n%s", buf.String())
+	}
+}
