@@ -107,15 +107,12 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
-// TestDiscoverQEMU lists the disks of the sysfs tree that the Linux kernel
-// made for qemu's AHCI, NVMe, xHCI + usb-storage and virtio disks
-// (recorded by TestVirtualMachineDisks).
+// TestDiscoverQEMU lists the disks of the sysfs trees that the Linux
+// kernels of the images made for qemu's disks (recorded by
+// TestVirtualMachineDisks and TestRaspberryPiDisks): AHCI, NVMe, xHCI +
+// usb-storage and virtio on the PC; the SD card and a USB disk behind a hub
+// on the SoC's DWC OTG controller on the Pi.
 func TestDiscoverQEMU(t *testing.T) {
-	root := fakeSysfs(t, "qemu")
-	disks, err := Discover(t.Context(), DiscoverOptions{SysRoot: root, MountInfo: "-"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	type listing struct {
 		Name, Dev                   string
 		Transport                   Transport
@@ -123,10 +120,19 @@ func TestDiscoverQEMU(t *testing.T) {
 		Size                        int64
 		Removable                   bool
 	}
-	var got []listing
-	for _, d := range disks {
-		got = append(got, listing{d.Name, d.Dev, d.Transport, d.Vendor, d.Model, d.Serial, d.WWID, d.SizeBytes, d.Removable})
+	list := func(fixture string) []listing {
+		root := fakeSysfs(t, fixture)
+		disks, err := Discover(t.Context(), DiscoverOptions{SysRoot: root, MountInfo: "-"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []listing
+		for _, d := range disks {
+			got = append(got, listing{d.Name, d.Dev, d.Transport, d.Vendor, d.Model, d.Serial, d.WWID, d.SizeBytes, d.Removable})
+		}
+		return got
 	}
+	got := list("qemu")
 	want := []listing{
 		{"nvme0n1", "259:0", TransportNVMe, "", "QEMU NVMe Ctrl", "ARKNVME0001", "nvme.1b36-41524b4e564d4530303031-51454d55204e564d65204374726c-00000001", 256 << 20, false},
 		// The model comes from the drive's IDENTIFY data (VPD page 89h):
@@ -136,7 +142,15 @@ func TestDiscoverQEMU(t *testing.T) {
 		{"vda", "253:0", TransportVirtio, "", "virtio disk", "arkbox-out", "", 16 << 20, false},
 	}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got\n%+v\nwant\n%+v", got, want)
+		t.Errorf("PC: got\n%+v\nwant\n%+v", got, want)
+	}
+	got = list("qemu-pi")
+	want = []listing{
+		{"mmcblk0", "179:0", TransportMMC, "0x0000aa", "QEMU!", "0xdeadbeef", "", 512 << 20, false},
+		{"sda", "8:0", TransportUSB, "QEMU", "QEMU HARDDISK", "ARKUSB0002", "", 256 << 20, false},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Pi: got\n%+v\nwant\n%+v", got, want)
 	}
 }
 
@@ -182,7 +196,7 @@ func TestDiscoverMissingRoot(t *testing.T) {
 // TestCaptureSysfs: a capture of a sysfs tree, materialized again, gives
 // Discover the same disks.
 func TestCaptureSysfs(t *testing.T) {
-	for _, fixture := range []string{"usb", "sata", "nvme", "virtio", "qemu", "this machine"} {
+	for _, fixture := range []string{"usb", "sata", "nvme", "virtio", "qemu", "qemu-pi", "this machine"} {
 		t.Run(fixture, func(t *testing.T) {
 			root := "/sys" // the real one: more files, binary ones, unreadable ones
 			if fixture != "this machine" {

@@ -23,17 +23,18 @@ import (
 	"github.com/arkbox/arkbox/hw/hwtest"
 )
 
-var updateVM = flag.Bool("update-vm", false, "write the virtual machine's sysfs capture and SMART pages to testdata")
+var updateVM = flag.Bool("update-vm", false, "write the virtual machines' sysfs captures and SMART pages to testdata")
 
-// The disks of the virtual machine: one per bus, serials set on qemu's
-// command line.
+// The disks of the virtual machines, serials set on qemu's command line.
 const (
-	vmSATASerial = "ARKSATA0001"
-	vmSATAModel  = "ARKBOX TEST SATA DISK"
-	vmNVMeSerial = "ARKNVME0001"
-	vmUSBSerial  = "ARKUSB0001"
-	vmOutSerial  = "arkbox-out"
-	vmDiskBytes  = 256 << 20
+	vmSATASerial  = "ARKSATA0001"
+	vmSATAModel   = "ARKBOX TEST SATA DISK"
+	vmNVMeSerial  = "ARKNVME0001"
+	vmUSBSerial   = "ARKUSB0001"
+	vmOutSerial   = "arkbox-out"
+	vmPiUSBSerial = "ARKUSB0002"
+	vmDiskBytes   = 256 << 20
+	vmOutBytes    = 16 << 20 // the result is in the last 16 MiB of the output disk
 )
 
 // vmResult mirrors the JSON that hw/hwtest/vmguest writes.
@@ -58,8 +59,103 @@ type vmResult struct {
 		Added   *Event  `json:"added"`
 		Others  []Event `json:"others"`
 	} `json:"hotplug"`
-	Steps  []string `json:"steps"`
-	Errors []string `json:"errors"`
+	LED *struct {
+		Dir    string            `json:"dir"`
+		States map[string]string `json:"states"`
+		Files  map[string]string `json:"files"`
+	} `json:"led"`
+	Thermal []ThermalZone `json:"thermal"`
+	Steps   []string      `json:"steps"`
+	Errors  []string      `json:"errors"`
+}
+
+// vmMachine is a virtual machine the tests boot.
+type vmMachine struct {
+	name    string
+	qemu    string // qemu-system-x86_64 or qemu-system-aarch64, and its Debian package
+	pkg     string
+	goarch  string
+	kernel  string // module of the kernel, pinned in image/versions.txt
+	dtb     string // device tree in the kernel module, "" none
+	console string
+	images  map[string]int64 // disk image files by name, and their sizes
+	out     string           // serial or name of the disk that gets the result (vmguest's ARKBOX_OUT)
+	disks   int              // disks the guest waits for
+	adopt   []string
+	hotplug string // serial of the USB disk unplugged and plugged again (qemu id "usbdisk", node "usb")
+	usbBus  string // bus of that disk, "" qemu's choice
+	args    func(img map[string]string) []string
+	timeout time.Duration
+}
+
+// vmTimes are the host's observations of the hot-plug.
+type vmTimes struct {
+	ran                    time.Duration
+	unplugSeen, plugSeen   time.Duration // from qemu's device_del / device_add to the guest's event
+	unplugged, plugged     time.Time
+	removedSeen, addedSeen time.Time
+}
+
+func blockdev(node, file string) string {
+	return "driver=raw,node-name=" + node + ",file.driver=file,file.filename=" + file
+}
+
+// pcMachine is a PC (q35) with a SATA disk on the chipset's AHCI
+// controller, an NVMe disk, a USB disk on an xHCI controller and a virtio
+// disk for the result, booting the PC image's kernel.
+var pcMachine = vmMachine{
+	name: "pc", qemu: "qemu-system-x86_64", pkg: "qemu-system-x86", goarch: "amd64",
+	kernel: "github.com/gokrazy/kernel.amd64", console: "ttyS0",
+	images: map[string]int64{"sata": vmDiskBytes, "nvme": vmDiskBytes, "usb": vmDiskBytes, "out": vmOutBytes},
+	out:    vmOutSerial, disks: 4,
+	adopt:   []string{vmSATASerial, vmNVMeSerial, vmUSBSerial},
+	hotplug: vmUSBSerial, usbBus: "xhci.0",
+	args: func(img map[string]string) []string {
+		return []string{
+			// Software emulation: fast enough for a kernel and one
+			// program (seconds), and it works inside virtual machines
+			// whose nested KVM does not.
+			"-machine", "q35,accel=tcg", "-cpu", "max", "-m", "512", "-smp", "2",
+			"-blockdev", blockdev("sata", img["sata"]),
+			"-device", "ide-hd,drive=sata,bus=ide.0,model=" + vmSATAModel + ",serial=" + vmSATASerial,
+			"-blockdev", blockdev("nvme", img["nvme"]),
+			"-device", "nvme,drive=nvme,serial=" + vmNVMeSerial,
+			"-device", "qemu-xhci,id=xhci",
+			"-blockdev", blockdev("usb", img["usb"]),
+			"-device", "usb-storage,bus=xhci.0,drive=usb,id=usbdisk,serial=" + vmUSBSerial,
+			"-blockdev", blockdev("out", img["out"]),
+			"-device", "virtio-blk-pci,drive=out,serial=" + vmOutSerial,
+		}
+	},
+	timeout: 4 * time.Minute,
+}
+
+// piMachine is qemu's raspi3b — the BCM2837 of a Raspberry Pi 3B, and of
+// a Pi 2B v1.2, whose device tree it boots with (the Pi 3's sends the
+// serial port to Bluetooth) — with its SD card and a USB disk on the
+// SoC's DWC OTG controller, booting the Pi image's kernel. The result
+// goes to the end of the SD card.
+var piMachine = vmMachine{
+	name: "pi", qemu: "qemu-system-aarch64", pkg: "qemu-system-arm", goarch: "arm64",
+	kernel: "github.com/gokrazy/kernel.rpi", dtb: "bcm2710-rpi-2-b.dtb", console: "ttyAMA0",
+	images: map[string]int64{"sd": 512 << 20, "usb": vmDiskBytes},
+	out:    "mmcblk0", disks: 2,
+	adopt: []string{vmPiUSBSerial},
+	// No hot-plug here: qemu's DWC2 controller reports the disk's removal
+	// to the Pi kernel's dwc_otg driver but not its return (with or
+	// without a hub between them); the PC machine tests hot-plug.
+	args: func(img map[string]string) []string {
+		return []string{
+			"-machine", "raspi3b", "-m", "1G",
+			"-drive", "file=" + img["sd"] + ",if=sd,format=raw",
+			// Behind a hub, as on a real Pi 2/3 (a LAN9514 between the
+			// SoC and its ports).
+			"-device", "usb-hub,port=1",
+			"-blockdev", blockdev("usb", img["usb"]),
+			"-device", "usb-storage,drive=usb,id=usbdisk,port=1.1,serial=" + vmPiUSBSerial,
+		}
+	},
+	timeout: 10 * time.Minute,
 }
 
 // TestVirtualMachineDisks boots the kernel of the appliance's PC image
@@ -74,16 +170,72 @@ type vmResult struct {
 // unplugged and plugged in again through qemu's monitor is seen to vanish
 // and return within seconds.
 func TestVirtualMachineDisks(t *testing.T) {
-	qemu, kernel := vmPeers(t)
-	dir := t.TempDir()
-	initrd := buildVMGuest(t, dir)
-	images := map[string]string{}
-	for _, n := range []string{"sata", "nvme", "usb", "out"} {
-		images[n] = filepath.Join(dir, n+".img")
-		size := int64(vmDiskBytes)
-		if n == "out" {
-			size = 16 << 20
+	res, times := runVM(t, pcMachine)
+	if res == nil {
+		return
+	}
+	checkVMInventory(t, res)
+	checkVMCapture(t, res)
+	checkVMAdopted(t, res, pcMachine.adopt)
+	checkVMHotPlug(t, res, times, TransportUSB)
+	if *updateVM {
+		writeVMTestdata(t, res, "qemu")
+	}
+}
+
+// TestRaspberryPiDisks boots the kernel of the appliance's Raspberry Pi
+// image on qemu's emulated BCM2837 (a Raspberry Pi 2B v1.2 / 3B) with its
+// SD card and a USB disk: the listing (the SD card as mmc, the USB disk on
+// the SoC's USB controller behind a hub), adoption and mounting of the USB
+// disk, and the activity LED driven through the kernel's LED class in each
+// state. Slower than the PC (the Arm CPUs are emulated
+// instruction by instruction): 1–3 minutes.
+func TestRaspberryPiDisks(t *testing.T) {
+	res, _ := runVM(t, piMachine)
+	if res == nil {
+		return
+	}
+	if len(res.Inventory.Disks) != 2 {
+		t.Fatalf("inventory: %+v", res.Inventory.Disks)
+	}
+	sd, usb := res.Inventory.Disks[0].Disk, res.Inventory.Disks[1].Disk
+	if sd.Name != "mmcblk0" || sd.Transport != TransportMMC || sd.SizeBytes != 512<<20 || sd.Serial == "" {
+		t.Errorf("SD card: %+v", sd)
+	}
+	if usb.Name != "sda" || usb.Transport != TransportUSB || usb.Serial != vmPiUSBSerial || usb.SizeBytes != vmDiskBytes || usb.Model != "QEMU HARDDISK" {
+		t.Errorf("USB disk: %+v", usb)
+	}
+	checkVMCapture(t, res)
+	checkVMAdopted(t, res, piMachine.adopt)
+	if res.LED == nil {
+		t.Errorf("no activity LED found (the device tree declares one)")
+	} else {
+		for _, st := range []LEDState{LEDDegraded, LEDFailed, LEDOK, LEDOff} {
+			if got := res.LED.States[string(st)]; got != string(st) {
+				t.Errorf("LED set %s, reads back %q (%s)", st, got, res.LED.Files[string(st)])
+			}
 		}
+		t.Logf("LED %s: %v", res.LED.Dir, res.LED.Files)
+	}
+	// qemu emulates the SoC's thermal sensor.
+	if len(res.Thermal) == 0 || res.Thermal[0].Type != "cpu-thermal" || res.Thermal[0].Celsius < 0 || res.Thermal[0].Celsius > 100 {
+		t.Errorf("thermal zones: %+v", res.Thermal)
+	}
+	if *updateVM {
+		writeVMTestdata(t, res, "qemu-pi")
+	}
+}
+
+// runVM boots the machine with vmguest as init, acts on the guest's
+// hot-plug requests through qemu's monitor, and returns the guest's
+// result; nil when the test already failed.
+func runVM(t *testing.T, m vmMachine) (*vmResult, vmTimes) {
+	qemu, kernelDir := vmPeers(t, m)
+	dir := t.TempDir()
+	initrd := buildVMGuest(t, dir, m.goarch)
+	images := map[string]string{}
+	for n, size := range m.images {
+		images[n] = filepath.Join(dir, n+".img")
 		if err := os.WriteFile(images[n], nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -94,34 +246,19 @@ func TestVirtualMachineDisks(t *testing.T) {
 	serial := filepath.Join(dir, "serial.log")
 	qmpSock := filepath.Join(dir, "qmp.sock")
 	cmdline := strings.Join([]string{
-		"console=ttyS0", "panic=-1", "rdinit=/init", "loglevel=6",
-		"ARKBOX_DISKS=4", "ARKBOX_OUT=" + vmOutSerial,
-		"ARKBOX_ADOPT=" + vmSATASerial + "," + vmNVMeSerial + "," + vmUSBSerial,
-		"ARKBOX_HOTPLUG=" + vmUSBSerial,
+		"console=" + m.console, "panic=-1", "rdinit=/init", "loglevel=6",
+		fmt.Sprintf("ARKBOX_DISKS=%d", m.disks), "ARKBOX_OUT=" + m.out,
+		"ARKBOX_ADOPT=" + strings.Join(m.adopt, ","), "ARKBOX_HOTPLUG=" + m.hotplug,
 	}, " ")
-	blockdev := func(node, file string) string {
-		return "driver=raw,node-name=" + node + ",file.driver=file,file.filename=" + file
-	}
-	args := []string{
-		// Software emulation: fast enough for a kernel and one program
-		// (seconds), and it works inside virtual machines whose nested
-		// KVM does not.
-		"-machine", "q35,accel=tcg", "-cpu", "max", "-m", "512", "-smp", "2",
+	args := append(m.args(images),
 		"-display", "none", "-no-reboot", "-monitor", "none",
-		"-serial", "file:" + serial,
-		"-qmp", "unix:" + qmpSock + ",server=on,wait=off",
-		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
-		"-blockdev", blockdev("sata", images["sata"]),
-		"-device", "ide-hd,drive=sata,bus=ide.0,model=" + vmSATAModel + ",serial=" + vmSATASerial,
-		"-blockdev", blockdev("nvme", images["nvme"]),
-		"-device", "nvme,drive=nvme,serial=" + vmNVMeSerial,
-		"-device", "qemu-xhci,id=xhci",
-		"-blockdev", blockdev("usb", images["usb"]),
-		"-device", "usb-storage,bus=xhci.0,drive=usb,id=usbdisk,serial=" + vmUSBSerial,
-		"-blockdev", blockdev("out", images["out"]),
-		"-device", "virtio-blk-pci,drive=out,serial=" + vmOutSerial,
+		"-serial", "file:"+serial,
+		"-qmp", "unix:"+qmpSock+",server=on,wait=off",
+		"-kernel", filepath.Join(kernelDir, "vmlinuz"), "-initrd", initrd, "-append", cmdline)
+	if m.dtb != "" {
+		args = append(args, "-dtb", filepath.Join(kernelDir, m.dtb))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu, args...)
 	var qemuOut bytes.Buffer
@@ -142,7 +279,7 @@ func TestVirtualMachineDisks(t *testing.T) {
 
 	con := &vmConsole{path: serial}
 	var mon *qmpConn
-	var unplugged, removedSeen, plugged, addedSeen time.Time
+	var tm vmTimes
 	for done := false; !done; {
 		select {
 		case err := <-exited:
@@ -153,24 +290,22 @@ func TestVirtualMachineDisks(t *testing.T) {
 			continue
 		case <-time.After(100 * time.Millisecond):
 		}
-		lines := con.newLines()
-		for _, l := range lines {
+		for _, l := range con.newLines() {
 			switch {
-			case strings.Contains(l, "vmguest: unplug "+vmUSBSerial) && unplugged.IsZero():
-				if mon == nil {
-					var err error
-					if mon, err = dialQMP(qmpSock); err != nil {
-						t.Fatal(err)
-					}
-					defer mon.Close()
+			case m.hotplug == "":
+			case strings.Contains(l, "vmguest: unplug "+m.hotplug) && tm.unplugged.IsZero():
+				var err error
+				if mon, err = dialQMP(qmpSock); err != nil {
+					t.Fatal(err)
 				}
-				unplugged = time.Now()
+				defer mon.Close()
+				tm.unplugged = time.Now()
 				if err := mon.Do("device_del", map[string]any{"id": "usbdisk"}); err != nil {
 					t.Fatal(err)
 				}
-			case strings.Contains(l, "vmguest: removed "+vmUSBSerial) && removedSeen.IsZero():
-				removedSeen = time.Now()
-			case strings.Contains(l, "vmguest: plug "+vmUSBSerial) && plugged.IsZero():
+			case strings.Contains(l, "vmguest: removed "+m.hotplug) && tm.removedSeen.IsZero():
+				tm.removedSeen = time.Now()
+			case strings.Contains(l, "vmguest: plug "+m.hotplug) && tm.plugged.IsZero():
 				if mon == nil {
 					t.Fatal("asked to plug before unplugging")
 				}
@@ -179,57 +314,51 @@ func TestVirtualMachineDisks(t *testing.T) {
 				if err := mon.WaitEvent("DEVICE_DELETED", 30*time.Second); err != nil {
 					t.Fatal(err)
 				}
-				plugged = time.Now()
-				if err := mon.Do("device_add", map[string]any{"driver": "usb-storage", "bus": "xhci.0", "drive": "usb", "id": "usbdisk", "serial": vmUSBSerial}); err != nil {
+				tm.plugged = time.Now()
+				dev := map[string]any{"driver": "usb-storage", "drive": "usb", "id": "usbdisk", "serial": m.hotplug}
+				if m.usbBus != "" {
+					dev["bus"] = m.usbBus
+				}
+				if err := mon.Do("device_add", dev); err != nil {
 					t.Fatal(err)
 				}
-			case strings.Contains(l, "vmguest: added "+vmUSBSerial) && addedSeen.IsZero():
-				addedSeen = time.Now()
+			case strings.Contains(l, "vmguest: added "+m.hotplug) && tm.addedSeen.IsZero():
+				tm.addedSeen = time.Now()
 			}
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("the virtual machine did not finish in time")
+			t.Fatalf("the virtual machine did not finish in %v", m.timeout)
 		}
 	}
-	t.Logf("virtual machine ran %v; USB disk: unplug seen after %v, plug seen after %v",
-		time.Since(start).Round(time.Millisecond), removedSeen.Sub(unplugged).Round(time.Millisecond), addedSeen.Sub(plugged).Round(time.Millisecond))
-	res := readVMResult(t, images["out"])
+	tm.ran = time.Since(start)
+	t.Logf("virtual machine ran %v", tm.ran.Round(time.Millisecond))
+	if m.hotplug != "" {
+		tm.unplugSeen, tm.plugSeen = tm.removedSeen.Sub(tm.unplugged), tm.addedSeen.Sub(tm.plugged)
+		t.Logf("USB disk: unplug seen after %v, plug seen after %v", tm.unplugSeen.Round(time.Millisecond), tm.plugSeen.Round(time.Millisecond))
+	}
+	res := readVMResult(t, images[m.outImage()])
 	t.Logf("guest kernel: %s", res.Kernel)
 	for _, e := range res.Errors {
 		t.Errorf("guest: %s", e)
 	}
 	if t.Failed() {
-		return
+		return nil, tm
 	}
-	checkVMInventory(t, res)
-	checkVMCapture(t, res)
-	checkVMAdopted(t, res)
-
-	h := res.HotPlug
-	switch {
-	case h == nil || h.Removed == nil || h.Added == nil:
-		t.Errorf("hot-plug: %+v", h)
-	case len(h.Others) != 0:
-		t.Errorf("hot-plug of the USB disk changed other disks: %+v", h.Others)
-	case h.Removed.Disk.Transport != TransportUSB || h.Added.Disk.Transport != TransportUSB || h.Added.Disk.SizeBytes != vmDiskBytes:
-		t.Errorf("hot-plug events: removed %+v, added %+v", h.Removed.Disk, h.Added.Disk)
-	}
-	// The watcher polls every second: the guest must see each change
-	// within a few seconds of qemu making it.
-	for what, d := range map[string]time.Duration{"unplug": removedSeen.Sub(unplugged), "plug": addedSeen.Sub(plugged)} {
-		if d <= 0 || d > 15*time.Second {
-			t.Errorf("%s noticed after %v", what, d)
-		}
-	}
-	if *updateVM {
-		writeVMTestdata(t, res)
-	}
+	return res, tm
 }
 
-// vmPeers returns qemu and the kernel of the PC image (the module pinned in
-// image/versions.txt, from the Go module cache), skipping the test when
-// either is missing unless the peers are required.
-func vmPeers(t *testing.T) (qemu, kernel string) {
+// outImage is the image file that holds the output disk.
+func (m vmMachine) outImage() string {
+	if _, ok := m.images["out"]; ok {
+		return "out"
+	}
+	return "sd"
+}
+
+// vmPeers returns qemu and the folder of the machine's kernel (the module
+// pinned in image/versions.txt, from the Go module cache), skipping the
+// test when either is missing unless the peers are required.
+func vmPeers(t *testing.T, m vmMachine) (qemu, kernelDir string) {
 	t.Helper()
 	skip := func(format string, args ...any) {
 		t.Helper()
@@ -238,9 +367,9 @@ func vmPeers(t *testing.T) (qemu, kernel string) {
 		}
 		t.Skipf(format, args...)
 	}
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	qemu, err := exec.LookPath(m.qemu)
 	if err != nil {
-		skip("qemu-system-x86_64 not installed (Debian package qemu-system-x86)")
+		skip("%s not installed (Debian package %s)", m.qemu, m.pkg)
 	}
 	if testing.Short() {
 		t.Skip("boots a virtual machine")
@@ -249,11 +378,11 @@ func vmPeers(t *testing.T) (qemu, kernel string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^github.com/gokrazy/kernel.amd64 (\S+)`).FindSubmatch(b)
-	if m == nil {
-		t.Fatal("image/versions.txt names no kernel.amd64")
+	v := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(m.kernel) + ` (\S+)`).FindSubmatch(b)
+	if v == nil {
+		t.Fatalf("image/versions.txt names no %s", m.kernel)
 	}
-	mod := "github.com/gokrazy/kernel.amd64@" + string(m[1])
+	mod := m.kernel + "@" + string(v[1])
 	out, err := exec.Command("go", "mod", "download", "-json", mod).Output()
 	if err != nil {
 		skip("go mod download %s: %v", mod, err)
@@ -262,16 +391,16 @@ func vmPeers(t *testing.T) (qemu, kernel string) {
 	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
 		t.Fatalf("go mod download %s: %s", mod, out)
 	}
-	return qemu, filepath.Join(info.Dir, "vmlinuz")
+	return qemu, info.Dir
 }
 
 // buildVMGuest builds hw/hwtest/vmguest as a static binary and packs it as
 // the only file of an initramfs.
-func buildVMGuest(t *testing.T, dir string) string {
+func buildVMGuest(t *testing.T, dir, goarch string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "vmguest")
 	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "github.com/arkbox/arkbox/hw/hwtest/vmguest")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64", "GOFLAGS=")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch, "GOFLAGS=")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build vmguest: %v\n%s", err, out)
 	}
@@ -301,6 +430,7 @@ func readVMResult(t *testing.T, img string) *vmResult {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b = b[len(b)-vmOutBytes:]
 	n := binary.BigEndian.Uint64(b[:8])
 	if n == 0 || n > uint64(len(b)-8) {
 		t.Fatalf("no result on the output disk (length %d)", n)
@@ -396,8 +526,8 @@ func checkVMCapture(t *testing.T, r *vmResult) {
 	}
 }
 
-func checkVMAdopted(t *testing.T, r *vmResult) {
-	for _, serial := range []string{vmSATASerial, vmNVMeSerial, vmUSBSerial} {
+func checkVMAdopted(t *testing.T, r *vmResult, serials []string) {
+	for _, serial := range serials {
 		a := r.Adopted[serial]
 		if a == nil || a.Adopted == nil || a.Listed == nil {
 			t.Errorf("%s not adopted: %+v", serial, a)
@@ -415,12 +545,37 @@ func checkVMAdopted(t *testing.T, r *vmResult) {
 	}
 }
 
+// checkVMHotPlug checks the watcher's events and that each change was seen
+// within seconds.
+func checkVMHotPlug(t *testing.T, r *vmResult, tm vmTimes, transport Transport) {
+	h := r.HotPlug
+	switch {
+	case h == nil || h.Removed == nil || h.Added == nil:
+		t.Errorf("hot-plug: %+v", h)
+	case len(h.Others) != 0:
+		t.Errorf("hot-plug of the USB disk changed other disks: %+v", h.Others)
+	case h.Removed.Disk.Transport != transport || h.Added.Disk.Transport != transport || h.Added.Disk.SizeBytes != vmDiskBytes:
+		t.Errorf("hot-plug events: removed %+v, added %+v", h.Removed.Disk, h.Added.Disk)
+	}
+	// The guest's watcher polls every second: it must see each change
+	// within a few seconds of qemu making it.
+	for what, d := range map[string]time.Duration{"unplug": tm.unplugSeen, "plug": tm.plugSeen} {
+		if d <= 0 || d > 20*time.Second {
+			t.Errorf("%s noticed after %v", what, d)
+		}
+	}
+}
+
 // writeVMTestdata records the guest's sysfs and SMART pages as fixtures
-// (go test -run TestVirtualMachineDisks -update-vm ./hw).
-func writeVMTestdata(t *testing.T, r *vmResult) {
-	head := "# Captured by TestVirtualMachineDisks (go test -run TestVirtualMachineDisks -update-vm ./hw):\n" +
-		"# " + r.Kernel + "\n# under qemu with a SATA disk on AHCI, an NVMe disk, a USB disk on xHCI and a virtio disk.\n"
-	if err := os.WriteFile("testdata/sysfs/qemu.txt", []byte(head+r.Capture), 0o644); err != nil {
+// named after prefix (go test ./hw -run 'TestVirtualMachineDisks|TestRaspberryPiDisks' -update-vm).
+func writeVMTestdata(t *testing.T, r *vmResult, prefix string) {
+	disks := []string{}
+	for _, d := range r.Inventory.Disks {
+		disks = append(disks, fmt.Sprintf("%s (%s, %s)", d.Name, d.Transport, d.Identity()))
+	}
+	head := "# Captured by " + t.Name() + " (go test ./hw -run " + t.Name() + " -update-vm):\n" +
+		"# " + r.Kernel + "\n# under qemu, disks " + strings.Join(disks, ", ") + ".\n"
+	if err := os.WriteFile("testdata/sysfs/"+prefix+".txt", []byte(head+r.Capture), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for name, p := range r.Pages {
@@ -432,7 +587,7 @@ func writeVMTestdata(t *testing.T, r *vmResult) {
 			if suffix == "log" {
 				kind = "nvme"
 			}
-			if err := os.WriteFile(fmt.Sprintf("testdata/smart/qemu-%s-%s.%s", kind, name, suffix), b, 0o644); err != nil {
+			if err := os.WriteFile(fmt.Sprintf("testdata/smart/%s-%s-%s.%s", prefix, kind, name, suffix), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

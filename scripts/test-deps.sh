@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests use, only when one is missing.
 set -euo pipefail
-pkgs=(fuse3 attr e2fsprogs openssh-client openssh-server sshpass sshfs argon2 rclone qemu-system-x86)
+pkgs=(fuse3 attr e2fsprogs openssh-client openssh-server sshpass sshfs argon2 rclone qemu-system-x86 qemu-system-arm)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,8 +28,10 @@ if [ ! -x "$bin/versitygw" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$VERSITYGW_V
 	echo "$VERSITYGW_VERSION" >"$stamp"
 fi
 
-# The kernel of the PC image (the version image/versions.txt pins): hw's
-# virtual machine test boots it under qemu with emulated SATA, NVMe and USB
-# disks. A no-op when the module cache holds it.
-kernel=$(awk '$1 == "github.com/gokrazy/kernel.amd64" { print $1 "@" $2 }' "$(dirname "$0")/../image/versions.txt")
-go mod download "$kernel"
+# The kernels of the PC and Raspberry Pi images (the versions
+# image/versions.txt pins): hw's virtual machine tests boot them under qemu
+# with emulated SATA, NVMe, USB and SD card disks. A no-op when the module
+# cache holds them.
+for k in $(awk '$1 ~ /^github.com\/gokrazy\/kernel\./ { print $1 "@" $2 }' "$(dirname "$0")/../image/versions.txt"); do
+	go mod download "$k"
+done

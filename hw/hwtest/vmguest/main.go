@@ -15,9 +15,12 @@
 //   - watches the disk named by ARKBOX_HOTPLUG while the host unplugs and
 //     plugs it again, printing "vmguest: unplug SERIAL" and "vmguest: plug
 //     SERIAL" on the console for the host to act on;
+//   - finds the board's activity LED and thermal zones, and shows each LED
+//     state through the kernel's LED class;
 //
-// and writes a JSON result to the virtio disk whose serial is ARKBOX_OUT
-// (8-byte big-endian length, then the JSON), then powers the machine off.
+// and writes a JSON result into the last 16 MiB of the disk whose serial
+// or kernel name is ARKBOX_OUT (8-byte big-endian length, then the JSON),
+// then powers the machine off.
 // Parameters arrive as environment variables from the kernel command line.
 package main
 
@@ -49,6 +52,8 @@ type Result struct {
 	PageErrors map[string]string         `json:"page_errors"` // by disk name
 	Adopted    map[string]*AdoptResult   `json:"adopted"`     // by serial
 	HotPlug    *HotPlugResult            `json:"hotplug,omitempty"`
+	LED        *LEDResult                `json:"led,omitempty"`
+	Thermal    []hw.ThermalZone          `json:"thermal"`
 	Steps      []string                  `json:"steps"`
 	Errors     []string                  `json:"errors"`
 }
@@ -62,6 +67,13 @@ type AdoptResult struct {
 	SuperOptions []string    `json:"super_options"`
 	WroteBytes   int         `json:"wrote_bytes"`
 	ReadBack     bool        `json:"read_back"` // the file read after a remount equals what was written
+}
+
+// LEDResult is what the kernel's LED class showed for each state set.
+type LEDResult struct {
+	Dir    string            `json:"dir"`
+	States map[string]string `json:"states"` // state set → State() read back
+	Files  map[string]string `json:"files"`  // state set → the trigger chosen, delay_on, delay_off, brightness
 }
 
 // HotPlugResult is what the watcher saw while the host unplugged and
@@ -161,6 +173,40 @@ func run() *Result {
 		step("adopted " + serial)
 	}
 
+	if zones, err := hw.ReadThermal("/sys"); err != nil {
+		fail("thermal", err)
+	} else {
+		r.Thermal = zones
+	}
+	if led, err := hw.FindActivityLED("/sys"); err != nil {
+		if !errors.Is(err, hw.ErrNoLED) {
+			fail("activity LED", err)
+		}
+	} else {
+		res := &LEDResult{Dir: led.Dir, States: map[string]string{}, Files: map[string]string{}}
+		for _, st := range []hw.LEDState{hw.LEDDegraded, hw.LEDFailed, hw.LEDOK, hw.LEDOff} {
+			if err := led.Set(ctx, st); err != nil {
+				fail("set the LED "+string(st), err)
+				continue
+			}
+			res.States[string(st)] = string(led.State())
+			var files []string
+			for _, f := range []string{"trigger", "delay_on", "delay_off", "brightness"} {
+				b, _ := os.ReadFile(filepath.Join(led.Dir, f))
+				v := strings.TrimSpace(string(b))
+				if f == "trigger" { // only the chosen one: "… [timer] …"
+					if _, after, ok := strings.Cut(v, "["); ok {
+						v, _, _ = strings.Cut(after, "]")
+					}
+				}
+				files = append(files, f+"="+v)
+			}
+			res.Files[string(st)] = strings.Join(files, " ")
+		}
+		r.LED = res
+		step("activity LED")
+	}
+
 	if serial := os.Getenv("ARKBOX_HOTPLUG"); serial != "" {
 		h, err := hotPlug(ctx, serial)
 		if err != nil {
@@ -194,13 +240,14 @@ func waitForDisks(ctx context.Context, n int, limit time.Duration) error {
 	}
 }
 
+// findSerial returns the disk with that serial, or that kernel name.
 func findSerial(ctx context.Context, serial string) (hw.Disk, error) {
 	ds, err := hw.Discover(ctx, hw.DiscoverOptions{})
 	if err != nil {
 		return hw.Disk{}, err
 	}
 	for _, d := range ds {
-		if d.Serial == serial {
+		if d.Serial == serial || d.Name == serial {
 			return d, nil
 		}
 	}
@@ -324,7 +371,12 @@ func btoi(b bool) int {
 	return 0
 }
 
-// writeResult writes r to the virtio disk whose serial is ARKBOX_OUT.
+// outBytes is the space at the end of the output disk that holds the
+// result.
+const outBytes = 16 << 20
+
+// writeResult writes r into the last outBytes of the disk whose serial or
+// name is ARKBOX_OUT.
 func writeResult(r *Result) error {
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -341,7 +393,11 @@ func writeResult(r *Result) error {
 	}
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-	if _, err := f.Write(append(n[:], b...)); err != nil {
+	if len(b)+8 > outBytes || d.SizeBytes < outBytes {
+		f.Close()
+		return fmt.Errorf("output disk %s: %d bytes of result do not fit", d.Path, len(b))
+	}
+	if _, err := f.WriteAt(append(n[:], b...), d.SizeBytes-outBytes); err != nil {
 		f.Close()
 		return fmt.Errorf("output disk %s: %w", d.Path, err)
 	}
