@@ -26,10 +26,12 @@ type MountInfo struct {
 }
 
 // ReadOnly reports whether the mount or its filesystem is read-only. When
-// ext4 meets an error with errors=remount-ro, the kernel sets "ro" in the
-// superblock options while the mount options may still say "rw".
+// ext4 meets an error with errors=remount-ro, older kernels set "ro" in the
+// superblock options (the mount options may still say "rw"); newer ones
+// (6.18 does) keep "rw" and add "emergency_ro", and statfs no longer
+// reports the filesystem read-only, though every write fails with EROFS.
 func (m MountInfo) ReadOnly() bool {
-	return hasOpt(m.Options, "ro") || hasOpt(m.SuperOptions, "ro")
+	return hasOpt(m.Options, "ro") || hasOpt(m.SuperOptions, "ro") || hasOpt(m.SuperOptions, "emergency_ro")
 }
 
 func hasOpt(opts []string, o string) bool {

@@ -32,16 +32,43 @@
 #
 #   image/vmtest.sh [IMAGE]    (default: bin/vmtest/arkbox-amd64.img; `make vm-test` builds it)
 #
+# With ARKBOX_VMTEST_BOARD=pi it boots the Raspberry Pi image instead
+# (default bin/vmtest/arkbox-rpi.img, built with image/vmtest/overlay-pi.json)
+# on qemu's raspi3b — the BCM2837 of a Pi 3B and of a Pi 2B v1.2 — with the
+# kernel, device tree and command line of the image's boot partition (the
+# Pi 2B's tree: the Pi 3's gives the console UART to Bluetooth), the three
+# disks and a USB network adapter behind a USB hub on the SoC's controller:
+# boots 1 and 2 as above, then a clean power-off. The update is not
+# exercised there: on a Pi the firmware picks the root partition, and qemu
+# loads the kernel itself. The SoC's watchdog is left out
+# (initcall_blacklist): qemu's model of it resets the machine as soon as
+# gokrazy arms it.
+#
 # Environment: ARKBOX_IMAGE_WORK (where build.sh kept the web interface
 # password and gok's instance folder), ARKBOX_VMTEST_TIMEOUT (seconds a
 # step may take, default 300), ARKBOX_VMTEST_KEEP=1 keeps the scratch
 # folder with the serial logs.
-# Needs: qemu-system-x86_64, OVMF, curl, sftp, ssh-keyscan, sshpass
-# (scripts/vm-deps.sh), and Go for the update's build.
+# Needs: qemu-system-x86_64 (qemu-system-aarch64 and mtools for the Pi),
+# OVMF, curl, sftp, ssh-keyscan, sshpass (scripts/vm-deps.sh), and Go for
+# the update's build.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-img=${1:-bin/vmtest/arkbox-amd64.img}
+board=${ARKBOX_VMTEST_BOARD:-pc}
+case $board in
+pc)
+	img=${1:-bin/vmtest/arkbox-amd64.img}
+	permdev=vda4
+	;;
+pi)
+	img=${1:-bin/vmtest/arkbox-rpi.img}
+	permdev=mmcblk0p4
+	;;
+*)
+	echo "vmtest: unknown board $board (pc or pi)" >&2
+	exit 2
+	;;
+esac
 work=${ARKBOX_IMAGE_WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/arkbox-image}
 timeout=${ARKBOX_VMTEST_TIMEOUT:-300}
 pw=$(cat "$work/http-password.txt")
@@ -53,9 +80,11 @@ for f in /usr/share/OVMF/OVMF_CODE_4M.fd /usr/share/OVMF/OVMF_CODE.fd /usr/share
 		break
 	fi
 done
-[ -n "$ovmf" ] || { echo "vmtest: OVMF not found (apt-get install ovmf)" >&2; exit 1; }
+[ -n "$ovmf" ] || [ "$board" = pi ] || { echo "vmtest: OVMF not found (apt-get install ovmf)" >&2; exit 1; }
 vars=${ovmf/CODE/VARS}
-for tool in qemu-system-x86_64 curl sftp ssh-keyscan sshpass sha256sum python3 setsid go; do
+tools=(curl sftp ssh-keyscan sshpass sha256sum python3 setsid go)
+if [ "$board" = pi ]; then tools+=(qemu-system-aarch64 mcopy); else tools+=(qemu-system-x86_64); fi
+for tool in "${tools[@]}"; do
 	command -v "$tool" >/dev/null || { echo "vmtest: $tool is missing (scripts/vm-deps.sh installs it)" >&2; exit 1; }
 done
 
@@ -72,8 +101,22 @@ trap cleanup EXIT
 # A private copy of the image (sparse) and of the UEFI variables, so the
 # test leaves the built image as it was; the copy persists across the boots.
 cp --sparse=always "$img" "$scratch/disk.img"
-[ "$vars" != "$ovmf" ] && [ -f "$vars" ] && cp "$vars" "$scratch/vars.fd"
+[ "$board" = pc ] && [ "$vars" != "$ovmf" ] && [ -f "$vars" ] && cp "$vars" "$scratch/vars.fd"
 for i in $(seq $ndisks); do truncate -s 1G "$scratch/usb$i.raw"; done
+if [ "$board" = pi ]; then
+	# What the Pi's firmware would load from the boot partition (the
+	# first MBR partition, FAT): the kernel, the device tree, the command
+	# line.
+	bootoff=$(python3 -c 'import struct, sys
+mbr = open(sys.argv[1], "rb").read(512)
+print(struct.unpack("<I", mbr[454:458])[0] * 512)' "$img")
+	for f in vmlinuz bcm2710-rpi-2-b.dtb cmdline.txt; do
+		mcopy -n -i "$img@@$bootoff" "::$f" "$scratch/$f" || { echo "vmtest: no $f in the image's boot partition" >&2; exit 1; }
+	done
+	# The firmware turns console=serial0 into the UART's device name, and
+	# so does the test.
+	cmdline="$(tr -d '\n' <"$scratch/cmdline.txt" | sed 's/console=serial0/console=ttyAMA0/') initcall_blacklist=bcm2835_wdt_driver_init"
+fi
 
 # The files to back up: small and empty files, nested folders, and files
 # of several chunks, random so that nothing deduplicates or compresses.
@@ -158,20 +201,37 @@ boot() {
 	httpport=$(freeport)
 	sshport=$(freeport)
 	monport=$(freeport)
-	local fw=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf")
-	[ -f "$scratch/vars.fd" ] && fw+=(-drive "if=pflash,format=raw,file=$scratch/vars.fd")
-	local usb=(-device qemu-xhci,id=xhci)
-	for i in $(seq $ndisks); do
-		usb+=(-drive "if=none,id=usb$i,format=raw,file=$scratch/usb$i.raw"
-			-device "usb-storage,bus=xhci.0,drive=usb$i,serial=ARKBOXTEST000$i")
-	done
+	local net="user,id=n,hostfwd=tcp:127.0.0.1:$httpport-:8080,hostfwd=tcp:127.0.0.1:$sshport-:22"
 	t0=$(date +%s.%N)
-	qemu-system-x86_64 -m 1024 -smp 2 -accel tcg -display none -no-reboot \
-		"${fw[@]}" \
-		-drive "if=none,id=sys,file=$scratch/disk.img,format=raw" -device virtio-blk-pci,drive=sys,bootindex=0 \
-		"${usb[@]}" \
-		-netdev "user,id=n,hostfwd=tcp:127.0.0.1:$httpport-:8080,hostfwd=tcp:127.0.0.1:$sshport-:22" -device e1000,netdev=n \
-		-serial "file:$serial" -monitor "tcp:127.0.0.1:$monport,server,nowait" &
+	if [ "$board" = pi ]; then
+		# Behind a hub, as on a real Pi 2/3: the disks on ports 1-3, the
+		# network adapter (usb0, see overlay-pi.json) on port 4.
+		local usb=(-device usb-hub,port=1)
+		for i in $(seq $ndisks); do
+			usb+=(-drive "if=none,id=usb$i,format=raw,file=$scratch/usb$i.raw"
+				-device "usb-storage,drive=usb$i,port=1.$i,serial=ARKBOXTEST000$i")
+		done
+		qemu-system-aarch64 -machine raspi3b -m 1G -display none -no-reboot \
+			-kernel "$scratch/vmlinuz" -dtb "$scratch/bcm2710-rpi-2-b.dtb" -append "$cmdline" \
+			-drive "if=sd,file=$scratch/disk.img,format=raw" \
+			"${usb[@]}" -netdev "$net" -device usb-net,netdev=n,port=1.4 \
+			-serial "file:$serial" -monitor "tcp:127.0.0.1:$monport,server,nowait" \
+			>"$scratch/qemu$n.log" 2>&1 & # (its USB network adapter complains of every unknown request)
+	else
+		local fw=(-drive "if=pflash,format=raw,readonly=on,file=$ovmf")
+		[ -f "$scratch/vars.fd" ] && fw+=(-drive "if=pflash,format=raw,file=$scratch/vars.fd")
+		local usb=(-device qemu-xhci,id=xhci)
+		for i in $(seq $ndisks); do
+			usb+=(-drive "if=none,id=usb$i,format=raw,file=$scratch/usb$i.raw"
+				-device "usb-storage,bus=xhci.0,drive=usb$i,serial=ARKBOXTEST000$i")
+		done
+		qemu-system-x86_64 -m 1024 -smp 2 -accel tcg -display none -no-reboot \
+			"${fw[@]}" \
+			-drive "if=none,id=sys,file=$scratch/disk.img,format=raw" -device virtio-blk-pci,drive=sys,bootindex=0 \
+			"${usb[@]}" \
+			-netdev "$net" -device e1000,netdev=n \
+			-serial "file:$serial" -monitor "tcp:127.0.0.1:$monport,server,nowait" &
+	fi
 	qpid=$!
 	boot_checks
 }
@@ -183,8 +243,8 @@ boot_checks() {
 	wait_for "the kernel attaching $ndisks USB disks" serial_has 'sd [0-9:]+: \[sd[a-z]\] Attached SCSI (removable )?disk' $ndisks
 	wait_for "arkbox-hwlog listing $ndisks USB disks" serial_has 'arkbox-hwlog: disk.*transport=usb.*serial=ARKBOXTEST000' $ndisks
 	wait_for "gokrazy's web interface answering (200, hostname arkbox)" http_up
-	log_now | grep -qE 'EXT4-fs \(vda4\): mounted filesystem .* r/w' || fail "boot $n: /perm (vda4) was not mounted read-write"
-	if log_now | grep -q 'EXT4-fs (vda4): recovery complete'; then
+	log_now | grep -qE "EXT4-fs \\($permdev\\): mounted filesystem .* r/w" || fail "boot $n: /perm ($permdev) was not mounted read-write"
+	if log_now | grep -q "EXT4-fs ($permdev): recovery complete"; then
 		echo "vmtest: boot $n: /perm journal replayed after the power cut, mounted read-write"
 	fi
 	code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 "http://127.0.0.1:$httpport/" || true)
@@ -253,13 +313,19 @@ clean_poweroff() {
 	local t
 	t=$(date +%s.%N)
 	curl -s -m 120 -X POST -u "gokrazy:$pw" "http://127.0.0.1:$httpport/poweroff" >"$scratch/poweroff.out" || true
-	for _ in $(seq 120); do kill -0 "$qpid" 2>/dev/null || break; sleep 0.5; done
-	kill -0 "$qpid" 2>/dev/null && fail "boot $n: still running 60 s after gokrazy's power-off"
+	for _ in $(seq 240); do
+		kill -0 "$qpid" 2>/dev/null || break
+		# qemu's raspi3b has no power switch: the kernel halts and qemu
+		# keeps running.
+		[ "$board" = pi ] && serial_has 'reboot: (Power down|Power off not available)' && { kill -9 "$qpid"; wait "$qpid" 2>/dev/null || true; break; }
+		sleep 0.5
+	done
+	kill -0 "$qpid" 2>/dev/null && fail "boot $n: still running 120 s after gokrazy's power-off"
 	wait "$qpid" 2>/dev/null || true
 	qpid=""
 	serial_has 'msg="pool disk unmounted"' $ndisks || fail "boot $n: serve did not unmount the pool's disks when stopped"
 	log_now | grep -q 'unmounting /perm failed' && fail "boot $n: gokrazy could not unmount /perm: $(log_now | grep -m1 'unmounting /perm failed')"
-	serial_has 'EXT4-fs \(vda4\): unmounting filesystem' || fail "boot $n: /perm was not unmounted before the power-off"
+	serial_has "EXT4-fs \\($permdev\\): unmounting filesystem" || fail "boot $n: /perm was not unmounted before the power-off"
 	echo "vmtest: boot $n: clean power-off through gokrazy in $(since "$t")s: serve unmounted the pool disks, gokrazy unmounted /perm"
 }
 
@@ -276,7 +342,7 @@ print(" ".join(v) if isinstance(v, list) else v)' "$1"
 # What must stay the same across the update: the pool's disks, the file
 # system of /perm, serve's SSH host key.
 disk_uuids() { log_now | sed -nE 's/.*msg="pool disk mounted" fs_uuid=([0-9a-f-]+).*/\1/p' | sort -u; }
-perm_uuid() { log_now | sed -nE 's/.*EXT4-fs \(vda4\): mounted filesystem ([0-9a-f-]+) .*/\1/p' | head -1; }
+perm_uuid() { log_now | sed -nE "s/.*EXT4-fs \\($permdev\\): mounted filesystem ([0-9a-f-]+) .*/\\1/p" | head -1; }
 # (One key type, one connection: when ssh-keyscan opens one per type at
 # once, serve sometimes drops one of them; a few tries.)
 hostkeys() {
@@ -332,6 +398,11 @@ wait_for "arkbox serving" serial_has 'msg=serving'
 echo "vmtest: boot 2: journals replayed after the power cut on $(count 'EXT4-fs \(sd[a-z]1\): recovery complete') of $ndisks pool disks"
 [ -z "$(printed_password)" ] || fail "boot 2: the admin password was printed again"
 verify_data "the power cut"
+if [ "$board" = pi ]; then
+	clean_poweroff
+	echo "vmtest: PASS in $(($(date +%s) - start))s (Raspberry Pi image on qemu's raspi3b: 2 boots, a hard power-off between them)"
+	exit 0
+fi
 
 # The update: image/update.sh runs gok update with the instance folder
 # build.sh used, sent to the forwarded port of the web interface; the new

@@ -2,7 +2,7 @@
 # Installs the Debian packages the image build and the boot test use
 # (make image, make vm-test), only when one is missing.
 set -euo pipefail
-pkgs=(qemu-system-x86 ovmf e2fsprogs curl openssh-client sshpass python3)
+pkgs=(qemu-system-x86 qemu-system-arm mtools ovmf e2fsprogs curl openssh-client sshpass python3)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,8 +2,10 @@ package pooldisks
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,6 +18,7 @@ type Pool interface {
 	Status(ctx context.Context) pool.Status
 	Detach(uuid string, reason error) error
 	Reattach(ctx context.Context, uuid, dir string) (*pool.Resync, error)
+	MarkReadOnly(uuid string, reason error) bool
 }
 
 // WatchOptions say what Watch works on.
@@ -27,7 +30,8 @@ type WatchOptions struct {
 	// OnResync, if set, is called with the resync of each pool disk
 	// that returned.
 	OnResync func(*pool.Resync)
-	// OnChange, if set, is called after a pool disk left or returned.
+	// OnChange, if set, is called after a pool disk left, returned or
+	// turned read-only.
 	OnChange func()
 }
 
@@ -50,7 +54,9 @@ type watch struct {
 // is then degraded and records what the disk misses) and lazily
 // unmounted; when it returns — the same filesystem, on any port — it is
 // mounted by UUID and reattached, and the pool resyncs it. Other disks
-// are only logged: nothing is ever formatted here.
+// are only logged: nothing is ever formatted here. Every Poll it also
+// looks for pool disks the kernel has remounted read-only after errors:
+// each is logged, naming the disk, and marked read-only in the pool.
 func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 	w := &watch{m: m, o: o, pooled: map[string]string{}, seen: map[string]seenDisk{}}
 	for _, d := range o.Dirs {
@@ -63,11 +69,16 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 		return ctx.Err()
 	}
 	events := m.o.Hardware.Events(ctx)
+	tick := time.NewTicker(m.o.Poll)
+	defer tick.Stop()
 	for {
 		var ev hw.Event
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-tick.C:
+			w.readOnly(ctx)
+			continue
 		case e, ok := <-events:
 			if !ok {
 				return ctx.Err()
@@ -82,6 +93,43 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 			w.added(ctx, ev.Disk)
 		case hw.DiskAdded:
 			w.added(ctx, ev.Disk)
+		}
+	}
+}
+
+// errRemountedRO is why a pool disk found read-only in the mount table is
+// marked so.
+var errRemountedRO = errors.New("the kernel remounted its file system read-only after errors on the disk: check its health with `arkbox disks`, then replace it (its data is also on the other disks)")
+
+// readOnly marks the pool disks the kernel has remounted read-only.
+func (w *watch) readOnly(ctx context.Context) {
+	dirs := make([]string, 0, len(w.pooled))
+	byDir := map[string]string{} // pool folder → filesystem UUID
+	for u, d := range w.pooled {
+		dirs = append(dirs, d)
+		byDir[d] = u
+	}
+	ro, err := w.m.o.Hardware.ReadOnlyMounts(dirs...)
+	if err != nil {
+		w.m.log.Warn("reading the mount table", "err", err)
+		return
+	}
+	for _, dir := range ro {
+		u := byDir[dir]
+		for _, f := range w.poolFilesystems(ctx, []string{u}) {
+			if f.member == "" || !w.o.Pool.MarkReadOnly(f.member, errRemountedRO) {
+				continue
+			}
+			args := []any{"fs_uuid", u, "pool_disk", f.member, "at", dir}
+			for _, s := range w.seen {
+				if slices.Contains(s.fs, u) {
+					args = append(args, "disk", s.disk.Name, "model", s.disk.Model, "serial", s.disk.Serial)
+				}
+			}
+			w.m.log.Error("pool disk is read-only: "+errRemountedRO.Error(), args...)
+			if w.o.OnChange != nil {
+				w.o.OnChange()
+			}
 		}
 	}
 }

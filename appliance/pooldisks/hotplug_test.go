@@ -164,3 +164,71 @@ func TestWatchHotPlug(t *testing.T) {
 		t.Errorf("Watch = %v", err)
 	}
 }
+
+// TestWatchReadOnly: a pool disk the kernel remounts read-only after
+// errors (seen in the mount table) is logged, naming the disk, marked
+// read-only in the pool — degraded, the LED blinks — and the pool writes
+// around it, losing nothing.
+func TestWatchReadOnly(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFake()
+	m, logs, dir := newManager(t, f, 0, 5*time.Second)
+	var dirs []string
+	for _, name := range []string{"sda", "sdb", "sdc"} {
+		u := uuid.NewString()
+		f.attach(u)
+		f.add(name, hw.TransportUSB, arkboxContent(u, nil))
+		dirs = append(dirs, filepath.Join(dir, u))
+	}
+	p, put := mountedPool(t, m, dirs)
+	before := put("before ")
+	changes := make(chan struct{}, 4)
+	watchDone := make(chan error, 1)
+	go func() {
+		watchDone <- m.Watch(ctx, WatchOptions{Pool: p, Dirs: dirs, OnChange: func() { changes <- struct{}{} }})
+	}()
+	disks, _ := f.Disks(ctx)
+	for _, d := range disks {
+		f.events <- hw.Event{Kind: hw.DiskAdded, Disk: d}
+	}
+	time.Sleep(20 * time.Millisecond) // a few polls: nothing is read-only
+	if p.Status(ctx).Degraded {
+		t.Fatal("degraded before anything happened")
+	}
+
+	f.mu.Lock()
+	f.readOnly = map[string]bool{dirs[2]: true}
+	f.mu.Unlock()
+	eventually(t, "the disk marked read-only", func() bool {
+		for _, d := range p.Status(ctx).Disks {
+			if d.Path == dirs[2] {
+				return d.State == pool.DiskReadOnly
+			}
+		}
+		return false
+	})
+	select {
+	case <-changes:
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnChange was not called")
+	}
+	time.Sleep(20 * time.Millisecond) // more polls: logged once
+	out := logs.String()
+	if n := strings.Count(out, "pool disk is read-only"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, out)
+	}
+	for _, want := range []string{"disk=sdc", "serial=S-sdc", "fs_uuid=" + filepath.Base(dirs[2]), "arkbox disks"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	after := put("after ")
+	for _, id := range []objstore.ID{before, after} {
+		if _, err := p.Get(ctx, objstore.KindPack, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	<-watchDone
+}

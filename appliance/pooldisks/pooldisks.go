@@ -55,6 +55,9 @@ type Hardware interface {
 	// Events reports disks appearing, vanishing and changing until ctx
 	// ends (hw.Watcher); it first reports the disks present as added.
 	Events(ctx context.Context) <-chan hw.Event
+	// ReadOnlyMounts returns which of the mount points are read-only (the
+	// kernel remounts a filesystem so after errors): hw.ReadOnlyMounts.
+	ReadOnlyMounts(mountPoints ...string) ([]string, error)
 }
 
 // Machine is the Hardware of the running machine, through package hw.
@@ -116,6 +119,15 @@ func (m Machine) UnmountLazy(ctx context.Context, mountPoint string) error {
 		return err
 	}
 	return hw.UnmountLazy(ctx, mountPoint)
+}
+
+// ReadOnlyMounts implements Hardware.
+func (m Machine) ReadOnlyMounts(mountPoints ...string) ([]string, error) {
+	mi := m.MountInfo
+	if mi == "" {
+		mi = "/proc/self/mountinfo"
+	}
+	return hw.ReadOnlyMounts(mi, mountPoints...)
 }
 
 // Events implements Hardware.

@@ -31,8 +31,9 @@ type fake struct {
 	lateMounts int
 	unmounted  []string // fs UUIDs
 	adoptFails map[string]bool
-	lazy       []string      // fs UUIDs unmounted lazily
-	events     chan hw.Event // what Events reports
+	lazy       []string        // fs UUIDs unmounted lazily
+	events     chan hw.Event   // what Events reports
+	readOnly   map[string]bool // mount points the "kernel" remounted read-only
 }
 
 func newFake() *fake {
@@ -50,6 +51,18 @@ func (f *fake) UnmountLazy(ctx context.Context, mountPoint string) error {
 }
 
 func (f *fake) Events(ctx context.Context) <-chan hw.Event { return f.events }
+
+func (f *fake) ReadOnlyMounts(mountPoints ...string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ro []string
+	for _, mp := range mountPoints {
+		if f.readOnly[mp] {
+			ro = append(ro, mp)
+		}
+	}
+	return ro, nil
+}
 
 func (f *fake) add(name string, tr hw.Transport, c *hw.Content) {
 	f.mu.Lock()

@@ -65,6 +65,9 @@ func (m *folderMachine) UnmountLazy(ctx context.Context, mountPoint string) erro
 
 func (m *folderMachine) Events(ctx context.Context) <-chan hw.Event { return m.events }
 
+// ReadOnlyMounts: the folders are never remounted read-only.
+func (m *folderMachine) ReadOnlyMounts(mountPoints ...string) ([]string, error) { return nil, nil }
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)

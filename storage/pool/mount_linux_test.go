@@ -1,8 +1,10 @@
 package pool
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +77,30 @@ func TestReadOnlyDisk(t *testing.T) {
 		}
 		more := putObjs(t, p, 3, 2)
 		checkObjs(t, p, append(before, append(after, more...)...))
+	})
+	t.Run("noticed-without-a-write", func(t *testing.T) {
+		ro := tmpfsDisk(t, "size=64m")
+		dirs := append(diskDirs(t, 2), ro)
+		var logs bytes.Buffer
+		p, err := Create(ctx, dirs, CreateOptions{Parity: -1, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		before := putObjs(t, p, 1, 2)
+		remountRO(t, ro)
+		// What the appliance's health check (every 2 s) sees, before
+		// anything is written.
+		st := p.Status(ctx)
+		ds := diskStatus(p, ro)
+		if !st.Degraded || ds.State != DiskReadOnly || !strings.Contains(ds.Error, "mounted read-only") {
+			t.Fatalf("status after the remount: degraded %v, disk %+v", st.Degraded, ds)
+		}
+		if n := strings.Count(logs.String(), "pool: disk became read-only"); n != 1 || !strings.Contains(logs.String(), ds.UUID) {
+			t.Fatalf("logged %d times (want once, naming disk %s):\n%s", n, ds.UUID, logs.String())
+		}
+		after := putObjs(t, p, 2, 2)
+		checkObjs(t, p, append(before, after...))
 	})
 	t.Run("single-disk", func(t *testing.T) {
 		ro := tmpfsDisk(t, "size=64m")

@@ -535,6 +535,11 @@ type DiskStatus struct {
 }
 
 // Status reports the layout and the state and capacity of every member.
+//
+// Status also notices a disk whose file system has become read-only
+// under the pool — Linux remounts ext4 read-only after file system errors
+// (errors=remount-ro) — and marks it read-only at once, logging it, rather
+// than at the next write that fails.
 func (p *Pool) Status(ctx context.Context) Status {
 	st := p.st.Load()
 	s := Status{Pool: p.id, Generation: st.cur.Generation, K: st.cur.K, M: st.cur.M, ReadOnly: p.readOnly}
@@ -552,8 +557,11 @@ func (p *Pool) Status(ctx context.Context) Status {
 		}
 		d.mu.Unlock()
 		if ds.State != DiskMissing {
-			if total, free, _, err := statDisk(d.root); err == nil {
+			if total, free, ro, err := statDisk(d.root); err == nil {
 				ds.BytesTotal, ds.BytesFree = total, free
+				if ro && (ds.State == DiskOK || ds.State == DiskFull || ds.State == DiskResyncing) {
+					ds.State, ds.Error, _ = p.markReadOnly(d, errRemountedRO)
+				}
 			}
 		}
 		if ds.State != DiskOK {
@@ -562,6 +570,44 @@ func (p *Pool) Status(ctx context.Context) Status {
 		s.Disks = append(s.Disks, ds)
 	}
 	return s
+}
+
+// errRemountedRO is the state error of a disk whose file system turned
+// read-only while the pool had it open.
+var errRemountedRO = errors.New("its file system is mounted read-only: the kernel remounts a file system read-only after errors on the disk; check the disk's health (arkbox disks), then replace it")
+
+// MarkReadOnly marks the member disk uuid read-only because its file
+// system is (the caller saw it in the mount table: recent Linux kernels
+// remount ext4 "emergency_ro" after errors, which statfs does not show).
+// The pool then writes around it, as for a disk whose writes fail with
+// EROFS. It reports whether the disk's state changed; a missing disk, or
+// one read-only already, is left as it is.
+func (p *Pool) MarkReadOnly(uuid string, reason error) bool {
+	d := p.st.Load().member(uuid)
+	if d == nil {
+		return false
+	}
+	if reason == nil {
+		reason = errRemountedRO
+	}
+	_, _, changed := p.markReadOnly(d, reason)
+	return changed
+}
+
+// markReadOnly marks d read-only because its file system is, and returns
+// its new state and error, and whether it changed.
+func (p *Pool) markReadOnly(d *disk, reason error) (DiskState, string, bool) {
+	d.mu.Lock()
+	changed := d.state != DiskReadOnly && d.state != DiskMissing
+	if changed {
+		d.state, d.lastErr = DiskReadOnly, reason.Error()
+	}
+	state, lastErr := d.state, d.lastErr
+	d.mu.Unlock()
+	if changed {
+		p.log.Error("pool: disk became read-only", "disk", d.uuid, "path", d.root, "err", reason)
+	}
+	return state, lastErr, changed
 }
 
 func (p *Pool) check(op string, kind objstore.Kind) error {

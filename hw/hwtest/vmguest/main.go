@@ -341,7 +341,7 @@ func hotPlug(ctx context.Context, serial string) (*HotPlugResult, error) {
 		}
 		seen = ev.Kind == hw.DiskAdded && ev.Disk.Serial == serial
 	}
-	fmt.Printf("vmguest: unplug %s\n", serial)
+	fmt.Printf("\nvmguest: unplug %s\n", serial)
 	for res.Removed == nil || res.Added == nil {
 		ev, ok := <-events
 		if !ok {
@@ -354,11 +354,11 @@ func hotPlug(ctx context.Context, serial string) (*HotPlugResult, error) {
 			}
 		case ev.Kind == hw.DiskRemoved && res.Removed == nil:
 			res.Removed = &ev
-			fmt.Printf("vmguest: removed %s\n", serial)
-			fmt.Printf("vmguest: plug %s\n", serial)
+			fmt.Printf("\nvmguest: removed %s\n", serial)
+			fmt.Printf("\nvmguest: plug %s\n", serial)
 		case ev.Kind == hw.DiskAdded && res.Removed != nil:
 			res.Added = &ev
-			fmt.Printf("vmguest: added %s\n", serial)
+			fmt.Printf("\nvmguest: added %s\n", serial)
 		}
 	}
 	return res, nil
