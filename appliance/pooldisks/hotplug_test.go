@@ -41,6 +41,22 @@ func mountedPool(t *testing.T, m *Manager, dirs []string) (*pool.Pool, func(stri
 	}
 }
 
+// threeDiskPool makes a Manager on f with three attached USB pool disks
+// (sda, sdb, sdc), and a pool on them (see mountedPool).
+func threeDiskPool(t *testing.T, f *fake) (*Manager, *logBuf, []string, *pool.Pool, func(string) objstore.ID) {
+	t.Helper()
+	m, logs, dir := newManager(t, f, 0, 5*time.Second)
+	var dirs []string
+	for _, name := range []string{"sda", "sdb", "sdc"} {
+		u := uuid.NewString()
+		f.attach(u)
+		f.add(name, hw.TransportUSB, arkboxContent(u, nil))
+		dirs = append(dirs, filepath.Join(dir, u))
+	}
+	p, put := mountedPool(t, m, dirs)
+	return m, logs, dirs, p, put
+}
+
 // eventually waits until cond holds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -61,15 +77,7 @@ func TestWatchHotPlug(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f := newFake()
-	m, logs, dir := newManager(t, f, 0, 5*time.Second)
-	var dirs []string
-	for _, name := range []string{"sda", "sdb", "sdc"} {
-		u := uuid.NewString()
-		f.attach(u)
-		f.add(name, hw.TransportUSB, arkboxContent(u, nil))
-		dirs = append(dirs, filepath.Join(dir, u))
-	}
-	p, put := mountedPool(t, m, dirs)
+	m, logs, dirs, p, put := threeDiskPool(t, f)
 	first := put("before ")
 
 	sys := hwtest.Board(t, 50)
@@ -173,15 +181,7 @@ func TestWatchReadOnly(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	f := newFake()
-	m, logs, dir := newManager(t, f, 0, 5*time.Second)
-	var dirs []string
-	for _, name := range []string{"sda", "sdb", "sdc"} {
-		u := uuid.NewString()
-		f.attach(u)
-		f.add(name, hw.TransportUSB, arkboxContent(u, nil))
-		dirs = append(dirs, filepath.Join(dir, u))
-	}
-	p, put := mountedPool(t, m, dirs)
+	m, logs, dirs, p, put := threeDiskPool(t, f)
 	before := put("before ")
 	changes := make(chan struct{}, 4)
 	watchDone := make(chan error, 1)
