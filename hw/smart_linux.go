@@ -13,9 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// This file talks to real disks. The build machines have no SMART-capable
-// device (a virtio disk only), so it is exercised on hardware, not in tests;
-// the parsers it feeds are tested on recorded pages.
+// This file talks to real disks. The build machines have none with SMART
+// (a virtio disk only); TestVirtualMachineDisks runs it inside a virtual
+// machine against the kernel's own drivers — libata's SAT translation for
+// an emulated SATA disk, the NVMe driver for an emulated NVMe disk, and
+// usb-storage for a USB disk without ATA pass-through — and the parsers it
+// feeds are tested on the pages recorded there and on synthetic ones.
 
 const (
 	sgIO                  = 0x2285 // SG_IO
