@@ -580,8 +580,11 @@ var errRemountedRO = errors.New("its file system is mounted read-only: the kerne
 // system is (the caller saw it in the mount table: recent Linux kernels
 // remount ext4 "emergency_ro" after errors, which statfs does not show).
 // The pool then writes around it, as for a disk whose writes fail with
-// EROFS. It reports whether the disk's state changed; a missing disk, or
-// one read-only already, is left as it is.
+// EROFS, and reports it degraded; reads still use it. reason becomes the
+// disk's error in Status (nil: a generic one). It reports whether the
+// disk's state changed; a missing disk, a failing one (I/O errors say
+// more than read-only) or one read-only already is left as it is, as is a
+// UUID that is no member.
 func (p *Pool) MarkReadOnly(uuid string, reason error) bool {
 	d := p.st.Load().member(uuid)
 	if d == nil {
@@ -598,7 +601,7 @@ func (p *Pool) MarkReadOnly(uuid string, reason error) bool {
 // its new state and error, and whether it changed.
 func (p *Pool) markReadOnly(d *disk, reason error) (DiskState, string, bool) {
 	d.mu.Lock()
-	changed := d.state != DiskReadOnly && d.state != DiskMissing
+	changed := d.state != DiskReadOnly && d.state != DiskMissing && d.state != DiskFailing
 	if changed {
 		d.state, d.lastErr = DiskReadOnly, reason.Error()
 	}
