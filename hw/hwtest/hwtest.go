@@ -39,6 +39,26 @@ func Board(t testing.TB, celsius float64) string {
 	return root
 }
 
+// RequireRoot skips the test unless it runs as root with each of the
+// programs on $PATH. When ARKBOX_REQUIRE_PEERS=1 (make test sets it) it
+// fails instead, so that a test of what the real kernel does cannot pass
+// by not running.
+func RequireRoot(t testing.TB, programs ...string) {
+	t.Helper()
+	skip := t.Skipf
+	if os.Getenv("ARKBOX_REQUIRE_PEERS") == "1" {
+		skip = t.Fatalf
+	}
+	if os.Geteuid() != 0 {
+		skip("needs root: loop devices and mounts")
+	}
+	for _, p := range programs {
+		if _, err := exec.LookPath(p); err != nil {
+			skip("%s not installed", p)
+		}
+	}
+}
+
 // Losetup attaches a loop device to a file (losetup -f --show ARGS…) and
 // detaches it when the test ends. It skips the test unless it runs as
 // root with losetup installed and a loop device free.
