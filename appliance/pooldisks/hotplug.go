@@ -47,6 +47,12 @@ type watch struct {
 	o      WatchOptions
 	pooled map[string]string   // filesystem UUID → pool folder
 	seen   map[string]seenDisk // by kernel name
+	// readOnly holds the pool filesystems reported read-only, until
+	// their mount is no longer read-only (unmounted, or mounted again
+	// after the disk returned); mountErr whether reading the mount table
+	// failed last time.
+	readOnly map[string]bool
+	mountErr bool
 }
 
 // Watch follows disks coming and going while the pool is open, until ctx
@@ -58,7 +64,7 @@ type watch struct {
 // looks for pool disks the kernel has remounted read-only after errors:
 // each is logged, naming the disk, and marked read-only in the pool.
 func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
-	w := &watch{m: m, o: o, pooled: map[string]string{}, seen: map[string]seenDisk{}}
+	w := &watch{m: m, o: o, pooled: map[string]string{}, seen: map[string]seenDisk{}, readOnly: map[string]bool{}}
 	for _, d := range o.Dirs {
 		if u, ok := m.mountUUID(d); ok {
 			w.pooled[u] = filepath.Clean(d)
@@ -77,7 +83,7 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-tick.C:
-			w.readOnly(ctx)
+			w.checkReadOnly(ctx)
 			continue
 		case e, ok := <-events:
 			if !ok {
@@ -97,12 +103,44 @@ func (m *Manager) Watch(ctx context.Context, o WatchOptions) error {
 	}
 }
 
-// errRemountedRO is why a pool disk found read-only in the mount table is
-// marked so.
-var errRemountedRO = errors.New("the kernel remounted its file system read-only after errors on the disk: check its health with `arkbox disks`, then replace it (its data is also on the other disks)")
+// ErrRemountedRO is the reason a pool disk the mount table shows read-only
+// is marked so (pool.MarkReadOnly): the pool's Status shows it as the
+// disk's error, and Watch logs it.
+var ErrRemountedRO = errors.New("the kernel remounted its file system read-only after errors on the disk: " +
+	"check the disk's health with `arkbox disks`, then replace it (`arkbox pool replace-disk`) " +
+	"or check its file system (e2fsck -f) on another computer and plug it in again")
 
-// readOnly marks the pool disks the kernel has remounted read-only.
-func (w *watch) readOnly(ctx context.Context) {
+// MarkReadOnlyMounts marks read-only in p (with ErrRemountedRO) each
+// attached disk whose folder h's mount table shows read-only, and returns
+// those folders. It is for a pool opened outside `serve` (`arkbox pool
+// status`): on Linux 6.18 only the mount table shows that the kernel
+// remounted a file system read-only after errors — statfs, which the pool
+// looks at, still says writable — so the pool would report such a disk ok.
+func MarkReadOnlyMounts(ctx context.Context, p Pool, h Hardware) ([]string, error) {
+	byDir := map[string]string{} // folder → pool disk UUID
+	var dirs []string
+	for _, d := range p.Status(ctx).Disks {
+		if d.State != pool.DiskMissing {
+			dir := filepath.Clean(d.Path)
+			byDir[dir] = d.UUID
+			dirs = append(dirs, dir)
+		}
+	}
+	ro, err := h.ReadOnlyMounts(dirs...)
+	if err != nil {
+		return nil, fmt.Errorf("pooldisks: look for read-only pool disks: %w", err)
+	}
+	for _, dir := range ro {
+		p.MarkReadOnly(byDir[dir], ErrRemountedRO)
+	}
+	return ro, nil
+}
+
+// checkReadOnly looks for pool disks the kernel has remounted read-only.
+// Each one found is marked read-only in the pool at once (the pool's
+// Status may have marked it already, where statfs shows it) and logged
+// once, naming the disk and what to do; OnChange is called then.
+func (w *watch) checkReadOnly(ctx context.Context) {
 	dirs := make([]string, 0, len(w.pooled))
 	byDir := map[string]string{} // pool folder → filesystem UUID
 	for u, d := range w.pooled {
@@ -111,25 +149,42 @@ func (w *watch) readOnly(ctx context.Context) {
 	}
 	ro, err := w.m.o.Hardware.ReadOnlyMounts(dirs...)
 	if err != nil {
-		w.m.log.Warn("reading the mount table", "err", err)
+		if !w.mountErr {
+			w.m.log.Warn("cannot read the mount table: pool disks the kernel makes read-only go unnoticed until a write fails", "err", err)
+		}
+		w.mountErr = true
 		return
 	}
+	w.mountErr = false
+	now := map[string]bool{}
 	for _, dir := range ro {
 		u := byDir[dir]
+		now[u] = true
+		if w.readOnly[u] {
+			continue
+		}
 		for _, f := range w.poolFilesystems(ctx, []string{u}) {
-			if f.member == "" || !w.o.Pool.MarkReadOnly(f.member, errRemountedRO) {
-				continue
+			if f.member == "" {
+				continue // not the pool's folder: nothing to mark
 			}
-			args := []any{"fs_uuid", u, "pool_disk", f.member, "at", dir}
+			w.o.Pool.MarkReadOnly(f.member, ErrRemountedRO)
+			w.readOnly[u] = true
+			args := []any{}
 			for _, s := range w.seen {
 				if slices.Contains(s.fs, u) {
 					args = append(args, "disk", s.disk.Name, "model", s.disk.Model, "serial", s.disk.Serial)
 				}
 			}
-			w.m.log.Error("pool disk is read-only: "+errRemountedRO.Error(), args...)
+			args = append(args, "fs_uuid", u, "pool_disk", f.member, "at", dir)
+			w.m.log.Error("pool disk is read-only: "+ErrRemountedRO.Error(), args...)
 			if w.o.OnChange != nil {
 				w.o.OnChange()
 			}
+		}
+	}
+	for u := range w.readOnly {
+		if !now[u] {
+			delete(w.readOnly, u)
 		}
 	}
 }

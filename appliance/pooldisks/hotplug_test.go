@@ -2,6 +2,7 @@ package pooldisks
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -228,6 +229,54 @@ func TestWatchReadOnly(t *testing.T) {
 		if _, err := p.Get(ctx, objstore.KindPack, id); err != nil {
 			t.Fatal(err)
 		}
+	}
+	cancel()
+	<-watchDone
+}
+
+// TestWatchReadOnlyEachTime: the watch reports a pool disk once each time
+// its mount turns read-only — also when the pool has marked the disk
+// read-only already (its Status does where statfs shows the remount, on
+// kernels before 6.18), and again after the disk was mounted writable and
+// turned read-only once more.
+func TestWatchReadOnlyEachTime(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := newFake()
+	m, logs, dirs, p, _ := threeDiskPool(t, f)
+	watchDone := make(chan error, 1)
+	go func() { watchDone <- m.Watch(ctx, WatchOptions{Pool: p, Dirs: dirs}) }()
+	disks, _ := f.Disks(ctx)
+	for _, d := range disks {
+		f.events <- hw.Event{Kind: hw.DiskAdded, Disk: d}
+	}
+	setRO := func(ro bool) {
+		f.mu.Lock()
+		f.readOnly = map[string]bool{dirs[1]: ro}
+		f.mu.Unlock()
+	}
+	reports := func() int { return strings.Count(logs.String(), "pool disk is read-only") }
+	member := ""
+	for _, d := range p.Status(ctx).Disks {
+		if d.Path == dirs[1] {
+			member = d.UUID
+		}
+	}
+	if !p.MarkReadOnly(member, errors.New("statfs says read-only")) {
+		t.Fatal("MarkReadOnly changed nothing")
+	}
+	setRO(true)
+	eventually(t, "a report of the disk the pool marked first", func() bool { return reports() == 1 })
+	setRO(false)
+	time.Sleep(20 * time.Millisecond) // a few polls: the mount is writable
+	if n := reports(); n != 1 {
+		t.Fatalf("%d reports while writable, want 1:\n%s", n, logs.String())
+	}
+	setRO(true)
+	eventually(t, "a second report", func() bool { return reports() == 2 })
+	time.Sleep(20 * time.Millisecond)
+	if n := reports(); n != 2 || !strings.Contains(logs.String(), "serial=S-sdb") {
+		t.Fatalf("%d reports, want 2 naming sdb:\n%s", n, logs.String())
 	}
 	cancel()
 	<-watchDone

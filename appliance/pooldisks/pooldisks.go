@@ -11,7 +11,8 @@
 //   - while the pool is open, it follows disks coming and going (Watch):
 //     a pool disk that vanishes is detached from the pool and lazily
 //     unmounted, and when it returns it is mounted again and reattached,
-//     which resyncs it.
+//     which resyncs it; a pool disk the kernel remounts read-only after
+//     file system errors is logged and marked read-only in the pool.
 //
 // Neither waits in a loop of errors: a box without its disks logs what it
 // sees and what is missing, and keeps waiting.
