@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 	"text/tabwriter"
 
+	"github.com/arkbox/arkbox/appliance/pooldisks"
 	"github.com/arkbox/arkbox/storage/catalog"
 	"github.com/arkbox/arkbox/storage/home"
 	"github.com/arkbox/arkbox/storage/objstore"
@@ -164,6 +166,12 @@ func poolStatus(ctx context.Context, e *env, c *common) error {
 	p, ok := st.(*pool.Pool)
 	if !ok {
 		return errors.New("the repository is not on a pool of disks")
+	}
+	// A disk the kernel remounted read-only after errors shows as such
+	// only in the mount table on Linux 6.18 (statfs still says writable):
+	// look there too, as serve does (no mount table: not Linux).
+	if _, err := pooldisks.MarkReadOnlyMounts(ctx, p, pooldisks.Machine{}); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.log.Warn("a disk the kernel made read-only may show as ok", "err", err)
 	}
 	status := p.Status(ctx)
 	if c.json {
